@@ -1,0 +1,139 @@
+"""The Litestar application: create_app(settings, resources=None)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.api import routes
+from app.api.auth import provide_caller, provide_key
+from app.api.wire import MAX_BODY_BYTES
+from app.errors import handle_exception
+from app.resources import Resources
+from app.settings import Settings
+
+log = logging.getLogger("astrocal")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_EXPOSE = (
+    "X-Request-Id, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, "
+    "Retry-After, Location, Idempotent-Replayed"
+)
+
+
+class EdgeMiddleware:
+    """Request ids, CORS headers and preflights, for every path, known or not."""
+
+    def __init__(self, app: ASGIApp, origins: tuple[str, ...]) -> None:
+        self.app = app
+        self.origins = origins
+
+    def _allow_origin(self, origin: str | None) -> str | None:
+        if "*" in self.origins:
+            return "*"
+        return origin if origin in self.origins else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        origin = self._allow_origin(headers.get(b"origin", b"").decode("latin-1") or None)
+        extra: list[tuple[bytes, bytes]] = [(b"x-request-id", request_id.encode())]
+        if origin:
+            extra += [
+                (b"access-control-allow-origin", origin.encode()),
+                (b"access-control-expose-headers", _EXPOSE.encode()),
+            ]
+            if origin != "*":
+                extra.append((b"vary", b"Origin"))
+        if scope["method"] == "OPTIONS":
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 204,
+                    "headers": [
+                        *extra,
+                        (b"access-control-allow-methods", b"GET, POST, PUT, PATCH, DELETE, OPTIONS"),
+                        (
+                            b"access-control-allow-headers",
+                            b"Authorization, Content-Type, Idempotency-Key, X-Request-Id",
+                        ),
+                        (b"access-control-max-age", b"600"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def create_app(settings: Settings, resources: Resources | None = None) -> Litestar:
+    """The API. Tests pass their own Resources; otherwise the lifespan opens and closes them."""
+    holder: dict[str, Resources] = {}
+    if resources is not None:
+        holder["resources"] = resources
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        if resources is not None:
+            yield
+            return
+        opened = await Resources.open(settings)
+        holder["resources"] = opened
+        try:
+            yield
+        finally:
+            await opened.close()
+
+    def provide_resources() -> Resources:
+        return holder["resources"]
+
+    def provide_settings() -> Settings:
+        return settings
+
+    origins = tuple(o.strip() for o in settings.cors_allow_origins.split(",") if o.strip())
+
+    app = Litestar(
+        route_handlers=routes.HANDLERS,
+        dependencies={
+            "resources": Provide(provide_resources, sync_to_thread=False, use_cache=True),
+            "settings": Provide(provide_settings, sync_to_thread=False, use_cache=True),
+            "caller": Provide(provide_caller),
+            "key": Provide(provide_key),
+        },
+        exception_handlers={Exception: handle_exception},
+        lifespan=[lifespan],
+        openapi_config=None,
+        request_max_body_size=MAX_BODY_BYTES,
+        debug=False,
+    )
+    # Wrapped around the router itself so unknown paths get request ids, CORS and preflights.
+    app.asgi_handler = EdgeMiddleware(app.asgi_handler, origins or ("*",))
+    return app
+
+
+def app_from_environment() -> Any:
+    """Entry point for ASGI servers: `uvicorn --factory app.main:app_from_environment`."""
+    import os
+
+    from app.settings import load_settings
+
+    return create_app(load_settings(os.environ))

@@ -1,0 +1,28 @@
+"""Connections to the outside world, opened once per process and closed once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from app.db import Pool, create_pool
+from app.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    pool: Pool
+    redis: Redis
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Resources:
+        pool = await create_pool(settings.database_url, max_size=settings.database_pool_size)
+        redis = Redis.from_url(
+            settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0
+        )
+        return cls(pool=pool, redis=redis)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+        await self.pool.close()
