@@ -9,7 +9,8 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, RawBody
 
 from app.api.openapi import PAGINATION, doc
-from app.api.wire import Page, created, cursor_id, decode_body, limit_param, path_id, utcnow
+from app.api.wire import Page, created, cursor_id, decode_body, limit_param, path_id
+from app.clock import utcnow
 from app.domain import api_keys
 from app.domain.api_keys import ApiKey, ApiKeyCreate, ApiKeyCreated, Principal
 from app.resources import Resources

@@ -7,7 +7,7 @@ from typing import Any
 from litestar import Request
 from litestar.di import NamedDependency
 
-from app.api.wire import utcnow
+from app.clock import utcnow
 from app.domain import api_keys
 from app.domain.api_keys import Principal
 from app.errors import Unauthorized

@@ -6,13 +6,15 @@ from typing import Any
 
 from litestar import Request, get, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, RawBody
+from litestar.params import FromPath, FromQuery, RawBody
 
-from app.api.openapi import doc
-from app.api.wire import decode_body, path_id, utcnow
-from app.domain import availability
+from app.api.openapi import Query, doc
+from app.api.wire import decode_body, path_id, query_date, query_int
+from app.clock import utcnow
+from app.domain import availability, schedule
 from app.domain.api_keys import Principal
 from app.domain.availability import AvailabilityRules, DateOverrides, OverridesPut, RulesPut
+from app.errors import ValidationFailed
 from app.resources import Resources
 
 _RULES = "/v1/event-types/{event_type_id:str}/availability"
@@ -75,4 +77,49 @@ async def put_overrides(
         return await availability.put_overrides(conn, key, target, data)
 
 
-HANDLERS = [get_rules, put_rules, get_overrides, put_overrides]
+
+@get(
+    "/v1/availability",
+    opt=doc(
+        "public",
+        schedule.Availability,
+        errors=(400, 404),
+        query=(
+            Query("event_type_id", str, "The event type", required=True),
+            Query("start", str, "First local date (YYYY-MM-DD) in `timezone`", required=True),
+            Query("end", str, "Last local date, inclusive; at most 30 days", required=True),
+            Query("timezone", str, "IANA zone of start/end (default UTC)"),
+            Query("duration", int, "Minutes: duration_minutes or one of duration_options"),
+        ),
+    ),
+)
+async def search_slots(
+    caller: NamedDependency[Principal | None],
+    resources: NamedDependency[Resources],
+    event_type_id: FromQuery[str | None] = None,
+    start: FromQuery[str | None] = None,
+    end: FromQuery[str | None] = None,
+    timezone: FromQuery[str | None] = None,
+    duration: FromQuery[str | None] = None,
+) -> schedule.Availability:
+    """Open slots of an event type between two local dates, in UTC, sorted."""
+    if event_type_id is None:
+        raise ValidationFailed.field("event_type_id", "Required")
+    first = query_date("start", start)
+    last = query_date("end", end)
+    if first is None:
+        raise ValidationFailed.field("start", "Required")
+    if last is None:
+        raise ValidationFailed.field("end", "Required")
+    query = schedule.AvailabilityQuery(
+        event_type_id=event_type_id,
+        start=first,
+        end=last,
+        timezone=timezone or "UTC",
+        duration=query_int("duration", duration, low=1, high=1440),
+    )
+    async with resources.pool.acquire() as conn:
+        return await schedule.search(conn, caller, query, now=utcnow())
+
+
+HANDLERS = [get_rules, put_rules, get_overrides, put_overrides, search_slots]

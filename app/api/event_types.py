@@ -17,8 +17,8 @@ from app.api.wire import (
     limit_param,
     path_id,
     query_bool,
-    utcnow,
 )
+from app.clock import utcnow
 from app.domain import event_types
 from app.domain.api_keys import Principal
 from app.domain.event_types import EventType, EventTypeCreate, EventTypePatch, Host, HostCreate

@@ -21,7 +21,7 @@ async def health() -> dict[str, str]:
 async def _check(probe: Any) -> str:
     try:
         await asyncio.wait_for(probe, timeout=2.0)
-    except Exception:  # noqa: BLE001 - any failure means "not ready"
+    except Exception:
         return "error"
     return "ok"
 

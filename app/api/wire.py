@@ -11,7 +11,6 @@ from litestar import Response
 from msgspec import inspect as mi
 
 from app import ids
-from app.clock import utcnow
 from app.errors import NotFound, UnsupportedMediaType, ValidationFailed
 
 T = TypeVar("T")

@@ -133,6 +133,18 @@ create table cap_counters (
     primary key (event_type_id, period_start)
 );
 
+-- The local start date of the cap period containing an instant; app/domain/slots.py's
+-- cap_period_start is its twin for the engine (ISO weeks start on Monday in both).
+create function cap_period_start(instant timestamptz, zone text, period text) returns date
+language sql stable as $$
+    select case period
+        when 'total' then date '0001-01-01'
+        when 'daily' then (instant at time zone zone)::date
+        when 'weekly' then date_trunc('week', instant at time zone zone)::date
+        else date_trunc('month', instant at time zone zone)::date
+    end
+$$;
+
 create table bookings (
     id uuid primary key,
     organization_id uuid not null references organizations(id),

@@ -1,0 +1,515 @@
+"""Bookings: create, read, list, cancel and reschedule, with no double booking (spec §5)."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import asyncpg
+import msgspec
+from msgspec import Meta
+from redis.asyncio import Redis
+
+from app import ids
+from app.db import SQL, Connection
+from app.domain import schedule, slots
+from app.domain.api_keys import Principal
+from app.domain.emails import EmailAddress, normalize_email
+from app.domain.timezones import zone
+from app.errors import (
+    AlreadyCancelled,
+    BadRequest,
+    BookingCapReached,
+    Conflict,
+    NotFound,
+    SlotUnavailable,
+    Unauthorized,
+    ValidationFailed,
+)
+from app.locks import slot_lock
+
+Status = Literal["pending_payment", "confirmed", "cancelled"]
+Timestamp = Annotated[datetime, Meta(tz=True)]
+Name = Annotated[str, Meta(min_length=1, max_length=255)]
+Zone = Annotated[str, Meta(max_length=64)]
+
+
+class AttendeeIn(msgspec.Struct, frozen=True, kw_only=True):
+    name: Name
+    email: EmailAddress
+    timezone: Zone = "UTC"
+
+
+class BookingCreate(msgspec.Struct, frozen=True, kw_only=True):
+    event_type_id: Annotated[str, Meta(max_length=64)]
+    start_time: Timestamp
+    invitee_name: Name | None = None
+    invitee_email: EmailAddress | None = None
+    invitee_timezone: Zone | None = None
+    attendees: Annotated[list[AttendeeIn], Meta(min_length=1, max_length=100)] | None = None
+    duration: Annotated[int, Meta(ge=1, le=1440)] | None = None
+    notes: Annotated[str, Meta(max_length=1000)] | None = None
+    metadata: Annotated[
+        dict[Annotated[str, Meta(max_length=40)], Annotated[str, Meta(max_length=500)]],
+        Meta(max_length=50),
+    ] = msgspec.field(default_factory=dict)
+
+
+class CancelRequest(msgspec.Struct, frozen=True, kw_only=True):
+    reason: Annotated[str, Meta(max_length=500)] | None = None
+
+
+class RescheduleRequest(msgspec.Struct, frozen=True, kw_only=True):
+    new_start_time: Timestamp
+    reason: Annotated[str, Meta(max_length=500)] | None = None
+
+
+class Attendee(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    name: str
+    email: str
+    timezone: str
+    is_primary: bool
+
+
+class AssignedHost(msgspec.Struct, frozen=True, kw_only=True):
+    member_id: str
+    name: str | None
+    email: str | None
+
+
+class Booking(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    organization_id: str
+    event_type_id: str
+    status: Status
+    is_test: bool
+    start_time: datetime
+    end_time: datetime
+    duration_minutes: int
+    invitee_name: str
+    invitee_email: str
+    invitee_timezone: str
+    attendee_count: int
+    attendees: list[Attendee]
+    notes: str | None
+    metadata: dict[str, str]
+    cancel_token: str
+    assigned_host: AssignedHost | None
+    calendar_connection_id: str | None
+    calendar_event_id: str | None
+    meeting_url: str | None
+    location: str | None
+    payment: None
+    reschedule_count: int
+    reschedule_reason: str | None
+    cancelled_at: datetime | None
+    cancel_reason: str | None
+    cancelled_by: Literal["invitee", "organizer", "system"] | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class Filters(msgspec.Struct, frozen=True, kw_only=True):
+    event_type_id: UUID | None = None
+    status: Status | None = None
+    start_from: datetime | None = None
+    start_to: datetime | None = None
+    host_id: UUID | None = None
+    invitee_email: str | None = None
+    updated_since: datetime | None = None
+
+
+def booking_from_row(row: Any) -> Booking:
+    host = row["assigned_host"]
+    return Booking(
+        id=ids.encode("bk", row["id"]),
+        organization_id=ids.encode("org", row["organization_id"]),
+        event_type_id=ids.encode("evt", row["event_type_id"]),
+        status=row["status"],
+        is_test=row["is_test"],
+        start_time=row["start_at"],
+        end_time=row["end_at"],
+        duration_minutes=row["duration_minutes"],
+        invitee_name=row["invitee_name"],
+        invitee_email=row["invitee_email"],
+        invitee_timezone=row["invitee_timezone"],
+        attendee_count=row["attendee_count"],
+        attendees=msgspec.convert(row["attendees"], list[Attendee]),
+        notes=row["notes"],
+        metadata=row["metadata"],
+        cancel_token=row["cancel_token"],
+        assigned_host=AssignedHost(**host) if host else None,
+        calendar_connection_id=(
+            ids.encode("cal", row["calendar_connection_id"])
+            if row["calendar_connection_id"] else None
+        ),
+        calendar_event_id=row["calendar_event_id"],
+        meeting_url=row["meeting_url"],
+        location=row["location"],
+        payment=None,
+        reschedule_count=row["reschedule_count"],
+        reschedule_reason=row["reschedule_reason"],
+        cancelled_at=row["cancelled_at"],
+        cancel_reason=row["cancel_reason"],
+        cancelled_by=row["cancelled_by"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+# Create ---------------------------------------------------------------------------------
+
+
+def _attendees(data: BookingCreate) -> list[dict[str, Any]]:
+    """The attendee list of either form, validated; item 0 is the primary attendee."""
+    single = data.invitee_name is not None or data.invitee_email is not None
+    if single == (data.attendees is not None):
+        raise ValidationFailed.field(
+            "attendees", "Provide either invitee_name/invitee_email or attendees, not both"
+        )
+    if data.attendees is None:
+        if data.invitee_name is None:
+            raise ValidationFailed.field("invitee_name", "Required")
+        if data.invitee_email is None:
+            raise ValidationFailed.field("invitee_email", "Required")
+        given = [(data.invitee_name, data.invitee_email, data.invitee_timezone or "UTC", "invitee_")]
+    else:
+        if data.invitee_timezone is not None:
+            zone(data.invitee_timezone, field="invitee_timezone")
+        given = [
+            (a.name, a.email, a.timezone, f"attendees.{i}.")
+            for i, a in enumerate(data.attendees)
+        ]
+    people = []
+    for position, (name, email, tz, field) in enumerate(given):
+        name = name.strip()
+        if not name:
+            raise ValidationFailed.field(f"{field}name", "Must not be empty")
+        zone(tz, field=f"{field}timezone")
+        people.append(
+            {
+                "id": ids.new("att")[1],
+                "name": name,
+                "email": normalize_email(email, field=f"{field}email"),
+                "timezone": tz,
+                "is_primary": position == 0,
+            }
+        )
+    return people
+
+
+def _check_attendees(people: list[dict[str, Any]], max_attendees: int) -> None:
+    if len(people) > max_attendees:
+        raise BadRequest(f"Too many attendees: {len(people)}. Maximum is {max_attendees}")
+    seen: set[str] = set()
+    for person in people:
+        email = person["email"].lower()
+        if email in seen:
+            raise BadRequest(f"Duplicate attendee email: {person['email']}")
+        seen.add(email)
+
+
+def _period_bounds(
+    start: datetime, timezone: str, period: str
+) -> tuple[date, datetime | None, datetime | None]:
+    """The cap period containing `start`: its key and its [from, to) instants (None = open)."""
+    tz = zone(timezone)
+    first = slots.cap_period_start(start, tz, period)
+    if period == "total":
+        return first, None, None
+    if period == "daily":
+        following = first + timedelta(days=1)
+    elif period == "weekly":
+        following = first + timedelta(days=7)
+    else:
+        following = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return first, slots.local_instant(first, 0, tz), slots.local_instant(following, 0, tz)
+
+
+def _assigned(context: schedule.Context, member_id: UUID) -> dict[str, Any] | None:
+    if not context.is_round_robin:
+        return None
+    host = context.host(member_id)
+    return {
+        "member_id": ids.encode("mem", member_id),
+        "name": host.name if host else None,
+        "email": host.email if host else None,
+    }
+
+
+def _is_conflict(exc: asyncpg.PostgresError) -> bool:
+    """Constraint violations that mean "someone else took it": the slot is not free."""
+    return isinstance(exc, asyncpg.ExclusionViolationError | asyncpg.CheckViolationError)
+
+
+async def create(
+    conn: Connection,
+    caller: Principal | None,
+    data: BookingCreate,
+    *,
+    redis: Redis | None,
+    payments_enabled: bool,
+    now: datetime,
+) -> Booking:
+    """Book an offered slot (checks in the order of spec §5.2; the database decides races)."""
+    people = _attendees(data)
+    event_type_id = ids.decode("evt", data.event_type_id)
+    if event_type_id is None:
+        raise NotFound.of("Event type", data.event_type_id)
+    start = data.start_time.astimezone(now.tzinfo)
+    span = (start, start + timedelta(minutes=480))
+    context = await schedule.load(conn, caller, event_type_id, span=span, now=now)
+    et = context.row
+    duration = context.duration(data.duration)
+    _check_attendees(people, et["max_attendees"])
+    if start <= now:
+        raise ValidationFailed.field("start_time", "Must be in the future")
+    if et["price_amount"] is not None and not et["is_test"]:
+        # Live paid bookings need Stripe (spec §7), which this server does not take yet.
+        raise BadRequest(
+            "Payments are not configured on this server" if not payments_enabled
+            else "Paid bookings are not supported yet"
+        )
+    slot, capped = slots.find_slot(
+        context.rules, start=start, duration=duration, hosts=context.candidates(),
+        holds=context.holds, busy={}, cap_counts=context.cap_counts, now=now,
+    )
+    if slot is None and capped:
+        raise BookingCapReached()
+    if slot is not None and slot.spots_remaining is not None and slot.spots_remaining < len(people):
+        raise BadRequest(f"Too many attendees: {len(people)}. Only {slot.spots_remaining} spots remain")
+    if slot is None:
+        raise SlotUnavailable()
+
+    booking_id = ids.new_uuid()
+    cap = et["booking_cap"]
+    period, period_from, period_to = (
+        _period_bounds(start, et["timezone"], et["booking_cap_period"]) if cap else (None, None, None)
+    )
+    status = "confirmed"
+    kinds = ["booking.created", "booking.confirmed"]
+    meeting_url = et["location"] if et["conferencing_provider"] == "custom" else None
+    primary = people[0]
+    for host in slot.free_hosts:
+        # A group slot's first seats can lose the exclusion check to a concurrent first seat
+        # of the same slot; the second try then joins that slot's hold through ON CONFLICT.
+        for _ in range(2 if et["max_attendees"] > 1 else 1):
+            async with slot_lock(redis, host, start):
+                try:
+                    row = await conn.fetchrow(
+                        SQL["insert_booking"],
+                        booking_id, et["organization_id"], et["is_test"], et["id"], host,
+                        _assigned(context, host), status, start, slot.end, duration,
+                        et["buffer_before_minutes"], et["buffer_after_minutes"],
+                        primary["name"], primary["email"], primary["timezone"], len(people),
+                        people, [p["email"].lower() for p in people], data.notes,
+                        data.metadata, "ctk_" + secrets.token_urlsafe(24), et["location"],
+                        meeting_url, now, ids.new_uuid(), et["max_attendees"], cap, period,
+                        period_from, period_to, kinds, [ids.new_uuid() for _ in kinds],
+                    )
+                except asyncpg.PostgresError as exc:
+                    if not _is_conflict(exc):
+                        raise
+                    continue
+            if row is None:
+                raise BookingCapReached()
+            return booking_from_row(row)
+    raise SlotUnavailable()
+
+
+# Read -----------------------------------------------------------------------------------
+
+
+async def authorize(
+    conn: Connection, booking_id: UUID, *, caller: Principal | None, token: str | None
+) -> Any:
+    """The booking if the key's organization and mode or the cancel token allow it.
+
+    An unknown id is 404 before any token is compared; a wrong token is 401.
+    """
+    org = caller.organization_id if caller else None
+    mode = caller.is_test if caller else None
+    row = await conn.fetchrow(SQL["get_booking"], booking_id, org, mode)
+    if row is None:
+        raise NotFound.of("Booking", ids.encode("bk", booking_id))
+    if caller is None and (
+        token is None or not hmac.compare_digest(token.encode(), row["cancel_token"].encode())
+    ):
+        raise Unauthorized("Missing or invalid cancel token")
+    return row
+
+
+_FAR_PAST = datetime.fromisoformat("0001-01-02T00:00:00+00:00")
+_FAR_FUTURE = datetime.fromisoformat("9999-12-30T00:00:00+00:00")
+_NIL = UUID(int=0)
+
+
+async def list_bookings(
+    conn: Connection, principal: Principal, filters: Filters, *, after: UUID | None, limit: int
+) -> tuple[list[Booking], bool]:
+    """Bookings by start time then id; `after` is a booking id (keyset pagination)."""
+    cursor_start, cursor_id = _FAR_PAST, _NIL
+    if after is not None:
+        cursor = await authorize(conn, after, caller=principal, token=None)
+        cursor_start, cursor_id = cursor["start_at"], cursor["id"]
+    rows = await conn.fetch(
+        SQL["list_bookings"], principal.organization_id, principal.is_test,
+        filters.event_type_id, filters.status, filters.start_from or _FAR_PAST,
+        filters.start_to or _FAR_FUTURE, filters.host_id,
+        filters.invitee_email.lower() if filters.invitee_email else None,
+        cursor_start, cursor_id, filters.updated_since, limit + 1,
+    )
+    return [booking_from_row(r) for r in rows[:limit]], len(rows) > limit
+
+
+# Cancel ---------------------------------------------------------------------------------
+
+
+async def cancel(
+    conn: Connection,
+    row: Any,
+    data: CancelRequest,
+    *,
+    by: Literal["invitee", "organizer", "system"],
+    now: datetime,
+) -> Booking:
+    """Cancel an authorized booking; idempotent. Seats and cap count are freed at once."""
+    if row["status"] == "cancelled":
+        return booking_from_row(row)
+    updated = await conn.fetchrow(
+        SQL["cancel_booking"], row["id"], now, data.reason, by, ids.new_uuid()
+    )
+    if updated is None:  # a concurrent cancel won; answer with its result
+        updated = await conn.fetchrow(SQL["get_booking"], row["id"], None, None)
+    return booking_from_row(updated)
+
+
+# Reschedule -----------------------------------------------------------------------------
+
+
+async def reschedule(
+    conn: Connection,
+    row: Any,
+    data: RescheduleRequest,
+    *,
+    redis: Redis | None,
+    now: datetime,
+) -> Booking:
+    """Move an authorized booking in place (same id and token), in the order of spec §5.5."""
+    if row["status"] == "cancelled":
+        raise AlreadyCancelled("The booking is cancelled")
+    if row["start_at"] <= now:
+        raise ValidationFailed.field("booking", "Booking has already started")
+    new_start = data.new_start_time.astimezone(now.tzinfo)
+    if new_start <= now:
+        raise ValidationFailed.field("new_start_time", "Must be in the future")
+    if new_start == row["start_at"]:
+        return booking_from_row(row)
+    duration = row["duration_minutes"]
+    span = (new_start, new_start + timedelta(minutes=duration))
+    try:
+        context = await schedule.load(conn, None, row["event_type_id"], span=span, now=now)
+    except NotFound:
+        raise Conflict("The event type is no longer bookable") from None
+    et = context.row
+    holds, counts = _without(context, row)
+    result = schedule.offer(
+        context, window=(new_start, new_start + timedelta(microseconds=1)), duration=duration,
+        now=now, holds=holds, cap_counts=counts,
+    )
+    slot = next((s for s in result.slots if s.start == new_start), None)
+    if slot is None and result.capped:
+        raise BookingCapReached()
+    if slot is None or (
+        slot.spots_remaining is not None and slot.spots_remaining < row["attendee_count"]
+    ):
+        raise SlotUnavailable()
+    current = row["host_member_id"]
+    is_host = context.host(current) is not None
+    if is_host and current in slot.free_hosts:
+        choices = [current]
+    elif is_host and not context.is_round_robin:
+        raise SlotUnavailable()
+    else:
+        choices = list(slot.free_hosts)
+    previous = {
+        "start_time": _wire(row["start_at"]),
+        "end_time": _wire(row["end_at"]),
+        "assigned_host": row["assigned_host"],
+    }
+    for host in choices:
+        async with slot_lock(redis, host, new_start):
+            try:
+                moved = await _move(conn, row, et, host, context, new_start, slot.end, data, previous, now)
+            except asyncpg.PostgresError as exc:
+                if not _is_conflict(exc):
+                    raise
+                continue
+        return booking_from_row(moved)
+    raise SlotUnavailable()
+
+
+def _wire(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _without(context: schedule.Context, row: Any) -> tuple[list[slots.Hold], dict[date, int]]:
+    """The context's holds and cap counts with this booking's own seats and count taken out."""
+    holds = []
+    for hold, hold_id in zip(context.holds, context.hold_ids, strict=True):
+        if hold_id == row["hold_id"]:
+            remaining = hold.seats - row["attendee_count"]
+            if remaining <= 0:
+                continue
+            hold = msgspec.structs.replace(hold, seats=remaining)
+        holds.append(hold)
+    counts = dict(context.cap_counts)
+    period = context.rules.booking_cap_period
+    if period is not None:
+        key = slots.cap_period_start(row["start_at"], zone(context.rules.timezone), period)
+        if counts.get(key):
+            counts[key] -= 1
+    return holds, counts
+
+
+async def _move(
+    conn: Connection,
+    row: Any,
+    et: Any,
+    host: UUID,
+    context: schedule.Context,
+    start: datetime,
+    end: datetime,
+    data: RescheduleRequest,
+    previous: dict[str, Any],
+    now: datetime,
+) -> Any:
+    """Release the old seats and cap count, take the new ones, move the row: one transaction."""
+    async with conn.transaction():
+        locked = await conn.fetchrow(SQL["lock_booking"], row["id"])
+        if locked["status"] == "cancelled" or locked["start_at"] != row["start_at"]:
+            raise Conflict("The booking changed while it was being rescheduled")
+        await conn.execute(SQL["release_seats"], row["hold_id"], row["attendee_count"])
+        cap = et["booking_cap"]
+        if cap is not None:
+            old = _period_bounds(row["start_at"], et["timezone"], et["booking_cap_period"])
+            new = _period_bounds(start, et["timezone"], et["booking_cap_period"])
+            if old[0] != new[0]:
+                await conn.execute(SQL["release_cap"], et["id"], old[0])
+                taken = await conn.fetchval(SQL["acquire_cap"], et["id"], new[0], cap, new[1], new[2])
+                if taken is None:
+                    raise BookingCapReached()
+        hold_id = await conn.fetchval(
+            SQL["upsert_hold"], ids.new_uuid(), row["organization_id"], row["is_test"], host,
+            row["event_type_id"], start, end, row["buffer_before_minutes"],
+            row["buffer_after_minutes"], row["attendee_count"], et["max_attendees"],
+        )
+        assigned = _assigned(context, host) if context.is_round_robin else row["assigned_host"]
+        return await conn.fetchrow(
+            SQL["move_booking"], row["id"], hold_id, host, assigned, start, end,
+            data.reason, now, ids.new_uuid(), {"previous": previous},
+        )

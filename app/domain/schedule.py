@@ -1,0 +1,233 @@
+"""What the slot engine needs, loaded in one query; the public slot search (spec §4)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from msgspec import Meta
+
+from app import ids
+from app.db import SQL, Connection
+from app.domain import slots
+from app.domain.api_keys import Principal
+from app.domain.timezones import zone
+from app.errors import BadRequest, NotFound, ValidationFailed
+
+ROUND_ROBIN_WINDOW = timedelta(days=30)
+_MAX_BUFFER = timedelta(minutes=120)
+# Wide enough that every cap period (at most a month) touching the searched range is counted.
+_CAP_MARGIN = timedelta(days=32)
+
+
+class HostInfo(msgspec.Struct, frozen=True):
+    member_id: UUID
+    name: str | None
+    email: str
+    priority: int
+
+
+class Context(msgspec.Struct, frozen=True, kw_only=True):
+    """An event type with its hosts (preference order) and their busy time in a range."""
+
+    row: Any
+    rules: slots.EventTypeRules
+    hosts: tuple[HostInfo, ...]
+    holds: tuple[slots.Hold, ...]
+    hold_ids: tuple[UUID, ...]
+    cap_counts: dict[date, int]
+    recent_bookings: dict[UUID, int]
+    last_booked_at: dict[UUID, datetime]
+
+    @property
+    def is_round_robin(self) -> bool:
+        return self.row["assignment_strategy"] == "round_robin"
+
+    def candidates(self) -> list[UUID]:
+        """Hosts to evaluate: all of them for round robin, else the primary host only."""
+        if not self.hosts:
+            return []
+        if not self.is_round_robin:
+            return [self.hosts[0].member_id]
+        # §5.6: lowest priority number, fewest bookings created in the last 30 days, least
+        # recently booked (never booked first), member id.
+        never = datetime.min.replace(tzinfo=UTC)
+        return [
+            h.member_id
+            for h in sorted(
+                self.hosts,
+                key=lambda h: (
+                    h.priority,
+                    self.recent_bookings.get(h.member_id, 0),
+                    self.last_booked_at.get(h.member_id, never),
+                    h.member_id,
+                ),
+            )
+        ]
+
+    def host(self, member_id: UUID) -> HostInfo | None:
+        return next((h for h in self.hosts if h.member_id == member_id), None)
+
+    def allowed_durations(self) -> list[int]:
+        return list(self.row["duration_options"] or [self.row["duration_minutes"]])
+
+    def duration(self, requested: int | None) -> int:
+        allowed = self.allowed_durations()
+        value = self.row["duration_minutes"] if requested is None else requested
+        if value not in allowed:
+            listed = ", ".join(str(v) for v in allowed)
+            raise BadRequest(f"Invalid duration: {value}. Allowed values: {listed}")
+        return int(value)
+
+
+async def load(
+    conn: Connection,
+    principal: Principal | None,
+    event_type_id: UUID,
+    *,
+    span: tuple[datetime, datetime],
+    now: datetime,
+) -> Context:
+    """The event type (visible to the caller, active) and its hosts' busy time around `span`."""
+    org = principal.organization_id if principal else None
+    mode = principal.is_test if principal else None
+    row = await conn.fetchrow(
+        SQL["schedule_context"], event_type_id, org, mode,
+        span[0] - _MAX_BUFFER, span[1] + _MAX_BUFFER,
+        span[0] - _CAP_MARGIN, span[1] + _CAP_MARGIN, now - ROUND_ROBIN_WINDOW,
+    )
+    if row is None or not row["active"]:
+        raise NotFound.of("Event type", ids.encode("evt", event_type_id))
+    return _context(row)
+
+
+def _context(row: Any) -> Context:
+    overrides: dict[date, tuple[slots.Window, ...]] = {
+        date.fromisoformat(day): tuple(slots.Window(a, b) for a, b in windows)
+        for day, windows in row["overrides"]
+    }
+    rules = slots.EventTypeRules(
+        event_type_id=row["id"],
+        timezone=row["timezone"],
+        rules=tuple(slots.Rule(d, a, b) for d, a, b in row["rules"]),
+        overrides=overrides,
+        slot_interval_minutes=row["slot_interval_minutes"],
+        buffer_before_minutes=row["buffer_before_minutes"],
+        buffer_after_minutes=row["buffer_after_minutes"],
+        minimum_notice_minutes=row["minimum_notice_minutes"],
+        booking_window_days=row["booking_window_days"],
+        max_attendees=row["max_attendees"],
+        booking_cap=row["booking_cap"],
+        booking_cap_period=row["booking_cap_period"],
+    )
+    holds = []
+    hold_ids = []
+    for host, event_type, start, end, busy_start, busy_end, seats, hold_id in row["holds"]:
+        holds.append(
+            slots.Hold(
+                UUID(host), UUID(event_type), _instant(start), _instant(end),
+                _instant(busy_start), _instant(busy_end), seats,
+            )
+        )
+        hold_ids.append(UUID(hold_id))
+    return Context(
+        row=row,
+        rules=rules,
+        hosts=tuple(
+            HostInfo(UUID(h["member_id"]), h["name"], h["email"], h["priority"])
+            for h in row["hosts"]
+        ),
+        holds=tuple(holds),
+        hold_ids=tuple(hold_ids),
+        cap_counts={date.fromisoformat(d): n for d, n in row["cap_counts"]},
+        recent_bookings={UUID(m): n for m, n, _ in row["round_robin"]},
+        last_booked_at={UUID(m): _instant(t) for m, _, t in row["round_robin"]},
+    )
+
+
+def _instant(text: str) -> datetime:
+    return msgspec.convert(text, datetime)
+
+
+# GET /v1/availability ------------------------------------------------------------------
+
+
+class Availability(msgspec.Struct, frozen=True, kw_only=True):
+    event_type_id: str
+    timezone: str
+    start: date
+    end: date
+    duration: int
+    slots: list[dict[str, Any]]
+    capped: bool
+    waitlist_available: bool
+
+
+class AvailabilityQuery(msgspec.Struct, frozen=True, kw_only=True):
+    event_type_id: str
+    start: date
+    end: date
+    timezone: Annotated[str, Meta(max_length=64)] = "UTC"
+    duration: int | None = None
+
+
+async def search(
+    conn: Connection, principal: Principal | None, query: AvailabilityQuery, *, now: datetime
+) -> Availability:
+    """Open slots of an event type between two local dates (inclusive, at most 30 days)."""
+    event_type_id = ids.decode("evt", query.event_type_id)
+    if event_type_id is None:
+        raise NotFound.of("Event type", query.event_type_id)
+    tz = zone(query.timezone)
+    if query.end < query.start:
+        raise ValidationFailed.field("end", "Must not be before start")
+    if (query.end - query.start).days > 29:
+        raise ValidationFailed.field("end", "Range must be at most 30 days")
+    window = slots.query_window(query.start, query.end, tz)
+    context = await load(conn, principal, event_type_id, span=window, now=now)
+    duration = context.duration(query.duration)
+    result = offer(context, window=window, duration=duration, now=now)
+    group = context.rules.max_attendees > 1
+    out = []
+    for slot in result.slots:
+        item: dict[str, Any] = {"start_time": slot.start, "end_time": slot.end, "capped": False}
+        if group:
+            item["spots_remaining"] = slot.spots_remaining
+            item["total_capacity"] = context.rules.max_attendees
+        out.append(item)
+    waitlist = bool(context.row["waitlist_enabled"]) and (result.capped or not out)
+    return Availability(
+        event_type_id=query.event_type_id,
+        timezone=query.timezone,
+        start=query.start,
+        end=query.end,
+        duration=duration,
+        slots=out,
+        capped=result.capped,
+        waitlist_available=waitlist,
+    )
+
+
+def offer(
+    context: Context,
+    *,
+    window: tuple[datetime, datetime],
+    duration: int,
+    now: datetime,
+    holds: Sequence[slots.Hold] | None = None,
+    cap_counts: dict[date, int] | None = None,
+) -> slots.Offer:
+    """The engine over this context; reschedule passes holds and counts without the booking."""
+    return slots.offer(
+        context.rules,
+        window=window,
+        duration=duration,
+        hosts=context.candidates(),
+        holds=context.holds if holds is None else holds,
+        busy={},
+        cap_counts=context.cap_counts if cap_counts is None else cap_counts,
+        now=now,
+    )

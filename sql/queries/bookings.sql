@@ -1,0 +1,195 @@
+-- name: schedule_context
+-- Everything the slot engine needs, in one round trip: the event type ($2/$3 null = public),
+-- its hosts, rules and overrides, the hosts' active holds overlapping [$4, $5) in the event
+-- type's mode, active bookings per cap period within [$6, $7), and round-robin stats since $8.
+select e.*,
+    (select coalesce(json_agg(json_build_object(
+                'member_id', h.member_id, 'name', m.name, 'email', m.email, 'priority', h.priority)
+            order by h.priority, h.created_at, h.id), '[]')
+     from event_type_hosts h join members m on m.id = h.member_id
+     where h.event_type_id = e.id) as hosts,
+    (select coalesce(json_agg(json_build_array(r.day_of_week, r.start_minute, r.end_minute)), '[]')
+     from availability_rules r where r.event_type_id = e.id) as rules,
+    (select coalesce(json_agg(json_build_array(o.day, o.windows)), '[]')
+     from date_overrides o where o.event_type_id = e.id) as overrides,
+    (select coalesce(json_agg(json_build_array(
+                s.host_member_id, s.event_type_id, s.start_at, s.end_at,
+                lower(s.busy), upper(s.busy), s.seats, s.id)), '[]')
+     from slot_holds s
+     where s.is_test = e.is_test and s.seats > 0 and s.busy && tstzrange($4, $5)
+       and s.host_member_id in (select member_id from event_type_hosts where event_type_id = e.id)
+    ) as holds,
+    (select coalesce(json_agg(json_build_array(c.period_start, c.n)), '[]') from (
+        select cap_period_start(b.start_at, e.timezone, e.booking_cap_period) as period_start,
+               count(*) as n
+        from bookings b
+        where e.booking_cap is not null and b.event_type_id = e.id and b.status <> 'cancelled'
+          and (e.booking_cap_period = 'total' or (b.start_at >= $6 and b.start_at < $7))
+        group by 1
+    ) c) as cap_counts,
+    (select coalesce(json_agg(json_build_array(r.host_member_id, r.recent, r.last_created_at)), '[]')
+     from (
+        select b.host_member_id, count(*) filter (where b.created_at >= $8) as recent,
+               max(b.created_at) as last_created_at
+        from bookings b
+        where e.assignment_strategy = 'round_robin' and b.event_type_id = e.id
+          and b.status <> 'cancelled'
+        group by 1
+    ) r) as round_robin
+from event_types e
+where e.id = $1 and e.deleted_at is null
+  and ($2::uuid is null or e.organization_id = $2)
+  and ($3::boolean is null or e.is_test = $3);
+
+-- name: insert_booking
+-- One statement, so one implicit transaction and one round trip:
+--   cap:   conditional increment of the period's counter (G2); no row back = the period is full;
+--   hold:  the host's slot; slot_holds_no_overlap (exclusion) is the real double-booking guard
+--          (G1) and the seats CHECK keeps group slots within capacity; violations become 409;
+--   booking and its outbox rows.
+-- $1 booking id, $2 org, $3 is_test, $4 event type, $5 host member, $6 assigned_host,
+-- $7 status, $8 start, $9 end, $10 duration, $11 buffer before, $12 buffer after,
+-- $13 invitee name, $14 email, $15 timezone, $16 attendee count, $17 attendees,
+-- $18 attendee emails, $19 notes, $20 metadata, $21 cancel token, $22 location,
+-- $23 meeting url, $24 now, $25 hold id, $26 capacity, $27 cap (null = none),
+-- $28 period start, $29 period from, $30 period to, $31 outbox kinds, $32 outbox ids
+with cap as (
+    insert into cap_counters as c (event_type_id, period_start, bookings)
+    select $4, $28, n.n + 1
+    from (
+        select count(*) as n from bookings
+        where event_type_id = $4 and status <> 'cancelled'
+          and ($29::timestamptz is null or start_at >= $29)
+          and ($30::timestamptz is null or start_at < $30)
+    ) n
+    where $27::integer is not null and n.n < $27
+    on conflict (event_type_id, period_start)
+    do update set bookings = c.bookings + 1 where c.bookings < $27
+    returning 1
+), gate as (
+    select 1 where $27::integer is null or exists (select 1 from cap)
+), hold as (
+    insert into slot_holds as s (
+        id, organization_id, is_test, host_member_id, event_type_id, start_at, end_at, busy,
+        seats, capacity
+    )
+    select $25, $2, $3, $5, $4, $8, $9,
+        tstzrange($8::timestamptz - make_interval(mins => $11::integer),
+            $9::timestamptz + make_interval(mins => $12::integer), '[)'),
+        $16, $26
+    from gate
+    on conflict (event_type_id, host_member_id, start_at, end_at) where seats > 0
+    do update set seats = s.seats + excluded.seats, capacity = excluded.capacity
+    returning id
+), booking as (
+    insert into bookings (
+        id, organization_id, is_test, event_type_id, hold_id, host_member_id, assigned_host,
+        status, start_at, end_at, duration_minutes, buffer_before_minutes, buffer_after_minutes,
+        invitee_name, invitee_email, invitee_timezone, attendee_count, attendees,
+        attendee_emails, notes, metadata, cancel_token, location, meeting_url,
+        created_at, updated_at
+    )
+    select $1, $2, $3, $4, hold.id, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+        $17, $18, $19, $20, $21, $22, $23, $24, $24
+    from hold
+    returning *
+), outbox_rows as (
+    insert into outbox (id, organization_id, is_test, kind, booking_id, available_at, created_at)
+    select k.id, $2, $3, k.kind, booking.id, $24, $24
+    from booking, unnest($31::text[], $32::uuid[]) as k(kind, id)
+)
+select * from booking;
+
+-- name: get_booking
+select * from bookings where id = $1 and ($2::uuid is null or organization_id = $2)
+  and ($3::boolean is null or is_test = $3);
+
+-- name: lock_booking
+select * from bookings where id = $1 for update;
+
+-- name: cancel_booking
+-- One statement: the status change frees the seats and the cap count and writes the outbox
+-- row; `status <> 'cancelled'` makes a second, concurrent cancel a no-op.
+with updated as (
+    update bookings set status = 'cancelled', cancelled_at = $2, cancel_reason = $3,
+        cancelled_by = $4, updated_at = $2
+    where id = $1 and status <> 'cancelled'
+    returning *
+), seats as (
+    update slot_holds s set seats = s.seats - u.attendee_count
+    from updated u where s.id = u.hold_id
+), cap as (
+    update cap_counters c set bookings = greatest(c.bookings - 1, 0)
+    from updated u join event_types e on e.id = u.event_type_id
+    where e.booking_cap is not null and c.event_type_id = u.event_type_id
+      and c.period_start = cap_period_start(u.start_at, e.timezone, e.booking_cap_period)
+), outbox_rows as (
+    insert into outbox (id, organization_id, is_test, kind, booking_id, available_at, created_at)
+    select $5, organization_id, is_test, 'booking.cancelled', id, $2, $2 from updated
+)
+select * from updated;
+
+-- name: release_seats
+-- A hold whose seats reach 0 no longer occupies the host (the constraints skip it).
+update slot_holds set seats = seats - $2 where id = $1;
+
+-- name: release_cap
+update cap_counters set bookings = greatest(bookings - 1, 0)
+where event_type_id = $1 and period_start = $2;
+
+-- name: acquire_cap
+-- The conditional increment of insert_booking, alone (reschedule into another period).
+insert into cap_counters as c (event_type_id, period_start, bookings)
+select $1, $2, n.n + 1
+from (
+    select count(*) as n from bookings
+    where event_type_id = $1 and status <> 'cancelled'
+      and ($4::timestamptz is null or start_at >= $4)
+      and ($5::timestamptz is null or start_at < $5)
+) n
+where n.n < $3
+on conflict (event_type_id, period_start)
+do update set bookings = c.bookings + 1 where c.bookings < $3
+returning bookings;
+
+-- name: upsert_hold
+insert into slot_holds as s (
+    id, organization_id, is_test, host_member_id, event_type_id, start_at, end_at, busy,
+    seats, capacity
+)
+values ($1, $2, $3, $4, $5, $6, $7,
+    tstzrange($6::timestamptz - make_interval(mins => $8::integer),
+        $7::timestamptz + make_interval(mins => $9::integer), '[)'), $10, $11)
+on conflict (event_type_id, host_member_id, start_at, end_at) where seats > 0
+do update set seats = s.seats + excluded.seats, capacity = excluded.capacity
+returning id;
+
+-- name: move_booking
+with updated as (
+    update bookings set hold_id = $2, host_member_id = $3, assigned_host = $4, start_at = $5,
+        end_at = $6, reschedule_count = reschedule_count + 1, reschedule_reason = $7,
+        updated_at = $8
+    where id = $1
+    returning *
+), outbox_rows as (
+    insert into outbox (id, organization_id, is_test, kind, booking_id, payload, available_at,
+                        created_at)
+    select $9, organization_id, is_test, 'booking.rescheduled', id, $10, $8, $8 from updated
+)
+select * from updated;
+
+-- name: list_bookings
+-- Keyset pagination on (start_at, id). The range and cursor bounds are always given
+-- (+-infinity when absent) so they stay index conditions on bookings_list even in a
+-- generic plan; $9/$10 are the cursor booking's pair.
+select * from bookings
+where organization_id = $1 and is_test = $2
+  and ($3::uuid is null or event_type_id = $3)
+  and ($4::text is null or status = $4)
+  and start_at >= $5 and start_at <= $6
+  and ($7::uuid is null or host_member_id = $7)
+  and ($8::text is null or attendee_emails @> array[$8::text])
+  and ($11::timestamptz is null or updated_at >= $11)
+  and (start_at, id) > ($9, $10)
+order by start_at, id
+limit $12;
