@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -55,6 +56,8 @@ class Doc:
     errors: tuple[int, ...] = ()
     query: tuple[Query, ...] = ()
     headers: tuple[str, ...] = field(default=())
+    # Failure statuses whose body is not the Error shape (the readiness 503).
+    failures: tuple[tuple[int, Any], ...] = ()
 
 
 def doc(auth: Auth, response: Any = None, **kwargs: Any) -> dict[str, Any]:
@@ -75,13 +78,16 @@ def build(app: Litestar) -> dict[str, Any]:
             if not isinstance(handler, HTTPRouteHandler) or "doc" not in handler.opt:
                 continue
             spec: Doc = handler.opt["doc"]
-            for method in sorted(handler.http_methods):
-                operations.append((route.path_format, method.lower(), handler, spec))
+            for verb in sorted(handler.http_methods):
+                operations.append((route.path_format, verb.lower(), handler, spec))
             types += [t for t in (spec.request, spec.response) if t is not None]
+            types += [kind for _, kind in spec.failures]
     refs, components = msgspec.json.schema_components(
         types, ref_template="#/components/schemas/{name}"
     )
     ref_of = {id(kind): ref for kind, ref in zip(types, refs, strict=True)}
+    responses = [ref_of[id(spec.response)] for *_, spec in operations if spec.response is not None]
+    _require_every_field(components, responses)
     paths: dict[str, dict[str, Any]] = {}
     for path, method, handler, spec in operations:
         paths.setdefault(path, {})[method] = _operation(path, method, handler, spec, ref_of)
@@ -140,6 +146,7 @@ def _operation(
     if spec.status == 201:
         success["headers"] = {"Location": {"schema": {"type": "string"}}}
     operation["responses"][str(spec.status)] = success
+    failures = dict(spec.failures)
     errors = set(spec.errors) | {500, 503}
     if spec.auth != "public":
         errors.add(401)
@@ -149,13 +156,32 @@ def _operation(
         errors.add(422)
     if "{" in path:
         errors.add(404)
-    for status in sorted(errors):
+    for status in sorted(errors | set(failures)):
+        schema = ref_of[id(failures[status])] if status in failures else {
+            "$ref": "#/components/schemas/Error"
+        }
         operation["responses"][str(status)] = {
             "description": _ERROR_TEXT[status],
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            "content": {"application/json": {"schema": schema}},
         }
     operation["security"] = _security(spec.auth)
     return operation
+
+
+def _require_every_field(components: dict[str, Any], roots: list[Any]) -> None:
+    """Response objects always carry every field (null when empty), defaults or not."""
+    pending = [str(root["$ref"]).rsplit("/", 1)[-1] for root in roots if "$ref" in root]
+    seen: set[str] = set()
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        schema = components[name]
+        if "properties" in schema:
+            schema["required"] = list(schema["properties"])
+        encoded = msgspec.json.encode(schema).decode()
+        pending += re.findall(r'"#/components/schemas/([^"]+)"', encoded)
 
 
 def _path_names(path: str) -> list[str]:

@@ -89,7 +89,8 @@ def _field_info(info: mi.Type, steps: list[str]) -> mi.Type | None:
 
 def _unwrap(info: mi.Type | None) -> mi.Type | None:
     while isinstance(info, mi.UnionType):
-        rest = [t for t in info.types if not isinstance(t, mi.NoneType | mi.UnsetType)]
+        # type_info already drops UNSET from unions; only null remains to skip.
+        rest = [t for t in info.types if not isinstance(t, mi.NoneType)]
         if len(rest) != 1:
             return info
         info = rest[0]

@@ -29,7 +29,7 @@ class RuleIn(msgspec.Struct, frozen=True, kw_only=True):
 
 class RulesPut(msgspec.Struct, frozen=True, kw_only=True):
     rules: Annotated[list[RuleIn], Meta(max_length=50)]
-    timezone: Annotated[str, Meta(max_length=64)] | None = None
+    timezone: str | None = None  # no length cap: put_rules answers "Invalid IANA time zone"
 
 
 class AvailabilityRule(msgspec.Struct, frozen=True, kw_only=True):
@@ -209,6 +209,9 @@ async def put_overrides(
     async with conn.transaction():
         row = await event_types.get_row(conn, principal, event_type_id)
         await conn.execute(SQL["delete_overrides"], event_type_id)
-        await conn.execute(SQL["insert_overrides"], event_type_id, days, windows)
+        await conn.execute(
+            SQL["insert_overrides"], event_type_id, days,
+            [msgspec.json.encode(w).decode() for w in windows],
+        )
         rows = await conn.fetch(SQL["list_overrides"], event_type_id)
     return _overrides_out(event_type_id, row["timezone"], rows)

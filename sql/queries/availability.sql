@@ -21,6 +21,7 @@ select day, windows from date_overrides where event_type_id = $1 order by day;
 delete from date_overrides where event_type_id = $1;
 
 -- name: insert_overrides
+-- $3 is JSON text per day: asyncpg would read nested Python lists as array dimensions.
 insert into date_overrides (event_type_id, day, windows)
-select $1, o.day, o.windows
-from unnest($2::date[], $3::jsonb[]) as o(day, windows);
+select $1, o.day, o.windows::jsonb
+from unnest($2::date[], $3::text[]) as o(day, windows);
