@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,10 +12,13 @@ from typing import Any
 
 from litestar import Litestar
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from app import ids
 from app.api import routes
 from app.api.auth import provide_caller, provide_key
+from app.api.idempotency import IdempotencyMiddleware
 from app.api.wire import MAX_BODY_BYTES
 from app.errors import handle_exception
 from app.resources import Resources
@@ -77,12 +81,39 @@ class EdgeMiddleware:
             await send({"type": "http.response.body", "body": b""})
             return
 
+        started = time.perf_counter()
+        status = 500
+
         async def send_with_headers(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            _log_request(scope, status, started, request_id)
+
+
+def _log_request(scope: Scope, status: int, started: float, request_id: str) -> None:
+    """One line per request; never the query string (it may carry a cancel token)."""
+    principal = scope.get("state", {}).get("principal")
+    client = scope.get("client")
+    log.info(
+        "request",
+        extra={
+            "request_id": request_id,
+            "method": scope["method"],
+            "route": scope.get("path_template") or "unmatched",
+            "status": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "organization_id": ids.encode("org", principal.organization_id) if principal else None,
+            "api_key_id": ids.encode("key", principal.api_key_id) if principal else None,
+            "client_ip": client[0] if client else None,
+        },
+    )
 
 
 def create_app(settings: Settings, resources: Resources | None = None) -> Litestar:
@@ -121,7 +152,9 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Litest
         },
         exception_handlers={Exception: handle_exception},
         lifespan=[lifespan],
+        middleware=[DefineMiddleware(IdempotencyMiddleware, holder=holder, settings=settings)],
         openapi_config=None,
+        logging_config=None,
         request_max_body_size=MAX_BODY_BYTES,
         debug=False,
     )

@@ -37,6 +37,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Fast-path per-host-slot lock; correctness never depends on it (tests switch it off).
     slot_lock_enabled: bool = True
     database_pool_size: int = 20
+    job_queue: str = "astrocal:queue"
 
     @property
     def links_base_url(self) -> str:
@@ -49,7 +50,8 @@ class SettingsError(Exception):
 
 def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:
     """Settings from environment variables (upper-case field names); overrides win."""
-    fields = {name: environ[name.upper()] for name in Settings.__struct_fields__ if name.upper() in environ}
+    names = Settings.__struct_fields__
+    fields = {name: environ[name.upper()] for name in names if name.upper() in environ}
     fields.update(overrides)
     try:
         settings = msgspec.convert(fields, Settings, strict=False)

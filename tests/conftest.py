@@ -87,7 +87,8 @@ class Api:
         self, method: str, path: str, *, key: str | None = "live", json: Any = None, **kw: Any
     ) -> Any:
         token = {"live": self.org.live_key, "test": self.org.test_key}.get(key or "", key)
-        return await self.client.request(method, path, json=json, headers=self.headers(token), **kw)
+        headers = {**self.headers(token), **kw.pop("headers", {})}
+        return await self.client.request(method, path, json=json, headers=headers, **kw)
 
     async def get(self, path: str, **kw: Any) -> Any:
         return await self.request("GET", path, **kw)

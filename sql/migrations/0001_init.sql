@@ -213,5 +213,8 @@ create table idempotency_records (
     body bytea,
     location text,
     created_at timestamptz not null,
+    -- When the current attempt began; an attempt running for over 60 s is taken over.
+    started_at timestamptz not null,
     primary key (scope, key)
 );
+create index idempotency_records_created on idempotency_records (created_at);

@@ -1,0 +1,138 @@
+"""HTTP: the Idempotency-Key header on POST requests (spec §5.10)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.api.wire import MAX_BODY_BYTES
+from app.clock import utcnow
+from app.domain import api_keys, idempotency
+from app.errors import PayloadTooLarge, Unauthorized, ValidationFailed
+from app.resources import Resources
+from app.settings import Settings
+
+_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
+_IGNORED = ("/v1/api-keys", "/v1/stripe/webhook")
+_PUBLIC_CREATES = ("/v1/bookings", "/v1/waitlist")
+
+
+class IdempotencyMiddleware:
+    """Replays the stored response of a repeated POST instead of running it again."""
+
+    def __init__(self, app: ASGIApp, holder: dict[str, Any], settings: Settings) -> None:
+        self.app = app
+        self.holder = holder
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope["headers"]) if scope["type"] == "http" else {}
+        raw_key = headers.get(b"idempotency-key")
+        path = scope.get("path", "").rstrip("/") or "/"
+        if scope["type"] != "http" or scope["method"] != "POST" or raw_key is None or path in _IGNORED:
+            await self.app(scope, receive, send)
+            return
+        key = raw_key.decode("latin-1")
+        if not _KEY.match(key):
+            raise ValidationFailed.field("Idempotency-Key", "Must be 1-255 printable ASCII characters")
+        body, replay = await _read_body(receive)
+        resources: Resources = self.holder["resources"]
+        async with resources.pool.acquire() as conn:
+            name = await self._scope(conn, scope, headers, path, body)
+            if name is None:  # the request itself will be refused (401 or 422)
+                await self.app(scope, replay, send)
+                return
+            print_ = idempotency.fingerprint("POST", path, body)
+            outcome = await idempotency.begin(conn, name, key, print_, now=utcnow())
+        if isinstance(outcome, idempotency.Stored):
+            await _send_stored(send, outcome)
+            return
+        status, location, chunks = 500, None, []
+
+        async def capture(message: Message) -> None:
+            nonlocal status, location
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                for name_, value in message.get("headers", []):
+                    if name_.lower() == b"location":
+                        location = value.decode("latin-1")
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, replay, capture)
+        finally:
+            async with resources.pool.acquire() as conn:
+                await idempotency.finish(
+                    conn, name, key, outcome, status=status, body=b"".join(chunks),
+                    location=location,
+                )
+
+    async def _scope(
+        self, conn: Any, scope: Scope, headers: dict[bytes, bytes], path: str, body: bytes
+    ) -> str | None:
+        authorization = headers.get(b"authorization")
+        if authorization is not None:
+            scheme, _, token = authorization.decode("latin-1").strip().partition(" ")
+            if scheme.lower() != "bearer":
+                return None
+            try:
+                principal = await api_keys.authenticate(
+                    conn, token.strip(), secret=self.settings.secret_key, now=utcnow()
+                )
+            except Unauthorized:
+                return None
+            return f"key:{principal.organization_id}:{principal.mode}"
+        if path in _PUBLIC_CREATES:
+            try:
+                event_type_id = msgspec.json.decode(body).get("event_type_id")
+            except (msgspec.DecodeError, AttributeError):
+                return None
+            return f"evt:{event_type_id}" if isinstance(event_type_id, str) else None
+        params = scope.get("path_params") or {}
+        target = next(iter(params.values()), None)
+        return f"obj:{target}" if target else None
+
+
+async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
+    """The whole body (up to just over the limit), and a receive that plays it back."""
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more and size <= MAX_BODY_BYTES:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        more = message.get("more_body", False)
+    body = b"".join(chunks)
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": more}
+        return await receive()
+
+    if size > MAX_BODY_BYTES:
+        raise PayloadTooLarge("Request body exceeds 64 KiB")
+    return body, replay
+
+
+async def _send_stored(send: Send, stored: idempotency.Stored) -> None:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"idempotent-replayed", b"true"),
+        (b"content-length", str(len(stored.body)).encode()),
+    ]
+    if stored.location:
+        headers.append((b"location", stored.location.encode()))
+    await send({"type": "http.response.start", "status": stored.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": stored.body})

@@ -1,0 +1,74 @@
+"""Idempotency-Key records (spec §5.10): first request runs, repeats replay its response."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+import msgspec
+
+from app.db import SQL, Connection
+from app.errors import IdempotencyKeyInUse, IdempotencyKeyReused
+
+# Responses that happen before a record would exist, and server errors, are never stored.
+UNSTORED = frozenset({401, 413, 415, 429})
+
+
+class Stored(msgspec.Struct, frozen=True):
+    status_code: int
+    body: bytes
+    location: str | None
+
+
+class Claimed(msgspec.Struct, frozen=True):
+    started_at: datetime
+
+
+def fingerprint(method: str, path: str, body: bytes) -> bytes:
+    """Method + path + canonical JSON of the body (sorted keys; empty = {})."""
+    try:
+        canonical = msgspec.json.encode(msgspec.json.decode(body or b"{}"), order="sorted")
+    except msgspec.DecodeError:
+        canonical = body
+    return hashlib.sha256(b"\n".join([method.encode(), path.encode(), canonical])).digest()
+
+
+async def begin(
+    conn: Connection, scope: str, key: str, print_: bytes, *, now: datetime
+) -> Claimed | Stored:
+    """Claim the key for this request, or return the response to replay, or refuse."""
+    started = await conn.fetchval(SQL["claim_idempotency_key"], scope, key, print_, now)
+    if started is not None:
+        return Claimed(started)
+    record = await conn.fetchrow(SQL["get_idempotency_record"], scope, key)
+    if record is None:  # purged between the two statements: claim again
+        return await begin(conn, scope, key, print_, now=now)
+    if record["fingerprint"] != print_:
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was already used with a different request"
+        )
+    if record["status_code"] is None:
+        raise IdempotencyKeyInUse(
+            "A request with this Idempotency-Key is still in progress",
+            headers={"Retry-After": "1"},
+        )
+    return Stored(record["status_code"], bytes(record["body"]), record["location"])
+
+
+async def finish(
+    conn: Connection,
+    scope: str,
+    key: str,
+    claim: Claimed,
+    *,
+    status: int,
+    body: bytes,
+    location: str | None,
+) -> None:
+    if status >= 500 or status in UNSTORED:
+        await conn.execute(SQL["drop_idempotency_record"], scope, key, claim.started_at)
+    else:
+        await conn.execute(
+            SQL["complete_idempotency_record"], scope, key, claim.started_at, status, body,
+            location,
+        )
+

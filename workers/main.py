@@ -1,0 +1,51 @@
+"""The arq worker: outbox dispatch every second and the jobs it enqueues."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq import cron
+from arq.connections import RedisSettings
+from arq.worker import Worker
+
+from app.clock import utcnow
+from app.db import SQL, create_pool
+from app.settings import Settings
+from workers.outbox import dispatch_outbox, process_outbox
+
+
+async def purge_idempotency_records(ctx: dict[str, Any]) -> str:
+    """arq cron job, hourly: Idempotency-Key records live 24 hours."""
+    async with ctx["pool"].acquire() as conn:
+        return str(await conn.execute(SQL["purge_idempotency_records"], utcnow()))
+
+
+def create(settings: Settings, *, burst: bool = False, handle_signals: bool = True) -> Worker:
+    """An arq Worker bound to these settings (used by `astrocal worker`, `dev` and tests)."""
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        ctx["settings"] = settings
+        ctx["pool"] = await create_pool(settings.database_url, max_size=10)
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        await ctx["pool"].close()
+
+    # Burst mode drains what is queued and stops, so it runs no crons (the every-second
+    # dispatch would keep the queue busy forever); callers dispatch first.
+    crons = [] if burst else [
+            cron(dispatch_outbox, second=set(range(60)), run_at_startup=True, max_tries=1),
+            cron(purge_idempotency_records, minute=17, second=0),
+        ]
+    return Worker(
+        functions=[process_outbox],
+        cron_jobs=crons,
+        queue_name=settings.job_queue,
+        redis_settings=RedisSettings.from_dsn(settings.redis_url),
+        on_startup=startup,
+        on_shutdown=shutdown,
+        burst=burst,
+        handle_signals=handle_signals,
+        max_tries=20,
+        keep_result=3600,
+        poll_delay=0.2,
+    )
