@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 0
-    except Exception as exc:  # noqa: BLE001 - the CLI reports any failure as exit 1
+    except Exception as exc:
         print(f"astrocal: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
 
@@ -77,8 +77,14 @@ def _run(args: argparse.Namespace) -> int:
         import uvicorn
 
         uvicorn.run(
-            "app.main:app_from_environment", factory=True, host=args.host, port=args.port,
-            workers=args.workers, log_config=None, access_log=False, proxy_headers=False,
+            "app.main:app_from_environment",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,
         )
         return 0
     if args.command == "worker":
@@ -94,7 +100,9 @@ def _run(args: argparse.Namespace) -> int:
         print("applied: " + (", ".join(applied) or "nothing (up to date)"))
         return 0
     if args.command == "bootstrap":
-        made = asyncio.run(_bootstrap(_settings(), args.org_name, args.owner_email, args.owner_name))
+        made = asyncio.run(
+            _bootstrap(_settings(), args.org_name, args.owner_email, args.owner_name)
+        )
         if args.json:
             print(json.dumps(msgspec_to_dict(made)))
         else:
@@ -141,8 +149,12 @@ async def _bootstrap(
         async with pool.acquire() as conn:
             await migrate(conn)
             return await organizations.bootstrap(
-                conn, name=name, owner_email=email, owner_name=owner_name,
-                secret=settings.secret_key, now=utcnow(),
+                conn,
+                name=name,
+                owner_email=email,
+                owner_name=owner_name,
+                secret=settings.secret_key,
+                now=utcnow(),
             )
     finally:
         await pool.close()
@@ -157,7 +169,10 @@ async def _set_limits(
     pool = await create_pool(settings.database_url, max_size=1)
     try:
         async with pool.acquire() as conn:
-            if await conn.fetchval(SQL["set_organization_limits"], org_id, per_minute, per_day) is None:
+            if (
+                await conn.fetchval(SQL["set_organization_limits"], org_id, per_minute, per_day)
+                is None
+            ):
                 raise UsageError(f"organization {org} not found")
     finally:
         await pool.close()

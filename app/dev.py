@@ -8,7 +8,8 @@ import json
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from uuid import UUID
 
 from app import embedded, ids, logs
 from app.clock import utcnow
@@ -20,8 +21,16 @@ from app.settings import Settings, load_settings
 DEMO_ORG = "Demo Org"
 DEMO_OWNER = "owner@example.com"
 WEEKDAYS = [
-    availability.RuleIn(day_of_week=day, start_time="09:00", end_time="17:00") for day in range(1, 6)
+    availability.RuleIn(day_of_week=day, start_time="09:00", end_time="17:00")
+    for day in range(1, 6)
 ]
+
+
+def _uuid(prefix: str, public_id: str) -> UUID:
+    value = ids.decode(prefix, public_id)
+    if value is None:
+        raise ValueError(f"not a {prefix} id: {public_id}")
+    return value
 
 
 def run(*, port: int) -> int:
@@ -65,38 +74,54 @@ async def _seed(settings: Settings, directory: Path) -> dict[str, str]:
             await migrate(conn)
             now = utcnow()
             known = json.loads(marker.read_text()) if marker.exists() else None
-            org_id = known and ids.decode("org", known["organization_id"])
+            org_id = ids.decode("org", known["organization_id"]) if known else None
             exists = org_id and await conn.fetchval(
                 "select 1 from organizations where id = $1", org_id
             )
             if not exists:
                 made = await organizations.bootstrap(
-                    conn, name=DEMO_ORG, owner_email=DEMO_OWNER, owner_name="Demo Owner",
-                    secret=settings.secret_key, now=now,
+                    conn,
+                    name=DEMO_ORG,
+                    owner_email=DEMO_OWNER,
+                    owner_name="Demo Owner",
+                    secret=settings.secret_key,
+                    now=now,
                 )
-                org_id = ids.decode("org", made.organization_id)
-                assert org_id is not None  # noqa: S101 - we just made it
+                org_id = _uuid("org", made.organization_id)
                 principal = Principal(org_id, False, ids.new_uuid())
                 demo = await event_types.create(
-                    conn, principal,
+                    conn,
+                    principal,
                     event_types.EventTypeCreate(
-                        title="Demo Meeting", slug="demo-meeting", duration_minutes=30,
+                        title="Demo Meeting",
+                        slug="demo-meeting",
+                        duration_minutes=30,
                         waitlist_enabled=True,
                     ),
                     now=now,
                 )
-                event_type_id = ids.decode("evt", demo.id)
                 await availability.put_rules(
-                    conn, principal, event_type_id, availability.RulesPut(rules=WEEKDAYS), now=now
+                    conn,
+                    principal,
+                    _uuid("evt", demo.id),
+                    availability.RulesPut(rules=WEEKDAYS),
+                    now=now,
                 )
                 marker.write_text(
                     json.dumps({"organization_id": made.organization_id, "event_type_id": demo.id})
                 )
             info: dict[str, Any] = json.loads(marker.read_text())
-            for mode in ("live", "test"):
+            assert org_id is not None  # noqa: S101 - found or made above
+            modes: tuple[Literal["live", "test"], ...] = ("live", "test")
+            for mode in modes:
                 key = await api_keys.create(
-                    conn, org_id, name=f"dev {mode} key", description="minted by astrocal dev",
-                    mode=mode, secret=settings.secret_key, now=now,  # type: ignore[arg-type]
+                    conn,
+                    org_id,
+                    name=f"dev {mode} key",
+                    description="minted by astrocal dev",
+                    mode=mode,
+                    secret=settings.secret_key,
+                    now=now,
                 )
                 info[f"{mode}_key"] = key.key
             return info

@@ -187,6 +187,10 @@ def _is_database_down(exc: Exception) -> bool:
 
     return isinstance(
         exc,
-        ConnectionError | OSError | asyncpg.CannotConnectNowError | asyncpg.InterfaceError
-        | asyncpg.ConnectionDoesNotExistError | TimeoutError,
+        ConnectionError
+        | OSError
+        | asyncpg.CannotConnectNowError
+        | asyncpg.InterfaceError
+        | asyncpg.ConnectionDoesNotExistError
+        | TimeoutError,
     )

@@ -11,7 +11,22 @@ _DECODE = {c: i for i, c in enumerate(_ALPHABET)}
 _LENGTH = 26
 
 PREFIXES = frozenset(
-    {"org", "mem", "key", "evt", "host", "rule", "bk", "cal", "whk", "whd", "evn", "wl", "pay", "att"}
+    {
+        "org",
+        "mem",
+        "key",
+        "evt",
+        "host",
+        "rule",
+        "bk",
+        "cal",
+        "whk",
+        "whd",
+        "evn",
+        "wl",
+        "pay",
+        "att",
+    }
 )
 
 

@@ -9,8 +9,14 @@ from datetime import UTC, datetime
 import msgspec
 
 _CONTEXT = (
-    "request_id", "method", "route", "status", "duration_ms", "organization_id",
-    "api_key_id", "client_ip",
+    "request_id",
+    "method",
+    "route",
+    "status",
+    "duration_ms",
+    "organization_id",
+    "api_key_id",
+    "client_ip",
 )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from litestar import Litestar
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp
 
 from app import ids
 from app.api import routes
@@ -45,7 +45,7 @@ class EdgeMiddleware:
             return "*"
         return origin if origin in self.origins else None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -69,7 +69,10 @@ class EdgeMiddleware:
                     "status": 204,
                     "headers": [
                         *extra,
-                        (b"access-control-allow-methods", b"GET, POST, PUT, PATCH, DELETE, OPTIONS"),
+                        (
+                            b"access-control-allow-methods",
+                            b"GET, POST, PUT, PATCH, DELETE, OPTIONS",
+                        ),
                         (
                             b"access-control-allow-headers",
                             b"Authorization, Content-Type, Idempotency-Key, X-Request-Id",
@@ -84,7 +87,7 @@ class EdgeMiddleware:
         started = time.perf_counter()
         status = 500
 
-        async def send_with_headers(message: Message) -> None:
+        async def send_with_headers(message: Any) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -97,7 +100,7 @@ class EdgeMiddleware:
             _log_request(scope, status, started, request_id)
 
 
-def _log_request(scope: Scope, status: int, started: float, request_id: str) -> None:
+def _log_request(scope: Any, status: int, started: float, request_id: str) -> None:
     """One line per request; never the query string (it may carry a cancel token)."""
     principal = scope.get("state", {}).get("principal")
     client = scope.get("client")

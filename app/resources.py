@@ -18,9 +18,7 @@ class Resources:
     @classmethod
     async def open(cls, settings: Settings) -> Resources:
         pool = await create_pool(settings.database_url, max_size=settings.database_pool_size)
-        redis = Redis.from_url(
-            settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0
-        )
+        redis = Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
         return cls(pool=pool, redis=redis)
 
     async def close(self) -> None:

@@ -51,7 +51,7 @@ class SettingsError(Exception):
 def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:
     """Settings from environment variables (upper-case field names); overrides win."""
     names = Settings.__struct_fields__
-    fields = {name: environ[name.upper()] for name in names if name.upper() in environ}
+    fields: dict[str, object] = {n: environ[n.upper()] for n in names if n.upper() in environ}
     fields.update(overrides)
     try:
         settings = msgspec.convert(fields, Settings, strict=False)

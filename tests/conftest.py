@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 import httpx
+import pytest
 from redis.asyncio import Redis
 
 from app.db import Pool, create_pool, migrate
@@ -37,9 +37,7 @@ def redis_url() -> str:
 
 @pytest.fixture(scope="session")
 def settings(database_url: str, redis_url: str) -> Settings:
-    return load_settings(
-        {}, database_url=database_url, redis_url=redis_url, secret_key=SECRET
-    )
+    return load_settings({}, database_url=database_url, redis_url=redis_url, secret_key=SECRET)
 
 
 @pytest.fixture(scope="session")

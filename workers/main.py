@@ -32,10 +32,14 @@ def create(settings: Settings, *, burst: bool = False, handle_signals: bool = Tr
 
     # Burst mode drains what is queued and stops, so it runs no crons (the every-second
     # dispatch would keep the queue busy forever); callers dispatch first.
-    crons = [] if burst else [
+    crons = (
+        []
+        if burst
+        else [
             cron(dispatch_outbox, second=set(range(60)), run_at_startup=True, max_tries=1),
             cron(purge_idempotency_records, minute=17, second=0),
         ]
+    )
     return Worker(
         functions=[process_outbox],
         cron_jobs=crons,

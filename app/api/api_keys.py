@@ -17,7 +17,9 @@ from app.resources import Resources
 from app.settings import Settings
 
 
-@post("/v1/api-keys", opt=doc("key", ApiKeyCreated, status=201, request=ApiKeyCreate, errors=(403,)))
+@post(
+    "/v1/api-keys", opt=doc("key", ApiKeyCreated, status=201, request=ApiKeyCreate, errors=(403,))
+)
 async def create_api_key(
     request: Request[Any, Any, Any],
     body: RawBody,

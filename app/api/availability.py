@@ -77,7 +77,6 @@ async def put_overrides(
         return await availability.put_overrides(conn, key, target, data)
 
 
-
 @get(
     "/v1/availability",
     opt=doc(

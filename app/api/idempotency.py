@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 import msgspec
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp
 
 from app.api.wire import MAX_BODY_BYTES
 from app.clock import utcnow
@@ -28,16 +28,23 @@ class IdempotencyMiddleware:
         self.holder = holder
         self.settings = settings
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         headers = dict(scope["headers"]) if scope["type"] == "http" else {}
         raw_key = headers.get(b"idempotency-key")
         path = scope.get("path", "").rstrip("/") or "/"
-        if scope["type"] != "http" or scope["method"] != "POST" or raw_key is None or path in _IGNORED:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or raw_key is None
+            or path in _IGNORED
+        ):
             await self.app(scope, receive, send)
             return
         key = raw_key.decode("latin-1")
         if not _KEY.match(key):
-            raise ValidationFailed.field("Idempotency-Key", "Must be 1-255 printable ASCII characters")
+            raise ValidationFailed.field(
+                "Idempotency-Key", "Must be 1-255 printable ASCII characters"
+            )
         body, replay = await _read_body(receive)
         resources: Resources = self.holder["resources"]
         async with resources.pool.acquire() as conn:
@@ -52,7 +59,7 @@ class IdempotencyMiddleware:
             return
         status, location, chunks = 500, None, []
 
-        async def capture(message: Message) -> None:
+        async def capture(message: Any) -> None:
             nonlocal status, location
             if message["type"] == "http.response.start":
                 status = message["status"]
@@ -68,12 +75,17 @@ class IdempotencyMiddleware:
         finally:
             async with resources.pool.acquire() as conn:
                 await idempotency.finish(
-                    conn, name, key, outcome, status=status, body=b"".join(chunks),
+                    conn,
+                    name,
+                    key,
+                    outcome,
+                    status=status,
+                    body=b"".join(chunks),
                     location=location,
                 )
 
     async def _scope(
-        self, conn: Any, scope: Scope, headers: dict[bytes, bytes], path: str, body: bytes
+        self, conn: Any, scope: Any, headers: dict[bytes, bytes], path: str, body: bytes
     ) -> str | None:
         authorization = headers.get(b"authorization")
         if authorization is not None:
@@ -98,7 +110,7 @@ class IdempotencyMiddleware:
         return f"obj:{target}" if target else None
 
 
-async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
+async def _read_body(receive: Any) -> tuple[bytes, Any]:
     """The whole body (up to just over the limit), and a receive that plays it back."""
     chunks: list[bytes] = []
     size = 0
@@ -114,7 +126,7 @@ async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
     body = b"".join(chunks)
     sent = False
 
-    async def replay() -> Message:
+    async def replay() -> Any:
         nonlocal sent
         if not sent:
             sent = True
@@ -126,7 +138,7 @@ async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
     return body, replay
 
 
-async def _send_stored(send: Send, stored: idempotency.Stored) -> None:
+async def _send_stored(send: Any, stored: idempotency.Stored) -> None:
     headers = [
         (b"content-type", b"application/json"),
         (b"idempotent-replayed", b"true"),

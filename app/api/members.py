@@ -32,7 +32,9 @@ async def list_members(
     return Page(data, more)
 
 
-@post("/v1/members", opt=doc("live key", Member, status=201, request=MemberCreate, errors=(403, 409)))
+@post(
+    "/v1/members", opt=doc("live key", Member, status=201, request=MemberCreate, errors=(403, 409))
+)
 async def create_member(
     request: Request[Any, Any, Any],
     body: RawBody,

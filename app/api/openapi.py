@@ -98,7 +98,11 @@ def build(app: Litestar) -> dict[str, Any]:
         "components": {
             "schemas": components,
             "securitySchemes": {
-                "apiKey": {"type": "http", "scheme": "bearer", "description": "ac_live_… / ac_test_…"},
+                "apiKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "ac_live_… / ac_test_…",
+                },
                 "cancelToken": {"type": "apiKey", "in": "query", "name": "token"},
             },
         },
@@ -132,8 +136,12 @@ def _operation(
     }
     if method == "post":
         operation["parameters"].append(
-            {"name": "Idempotency-Key", "in": "header", "required": False,
-             "schema": {"type": "string", "maxLength": 255}}
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "maxLength": 255},
+            }
         )
     if spec.request is not None:
         operation["requestBody"] = {
@@ -157,9 +165,11 @@ def _operation(
     if "{" in path:
         errors.add(404)
     for status in sorted(errors | set(failures)):
-        schema = ref_of[id(failures[status])] if status in failures else {
-            "$ref": "#/components/schemas/Error"
-        }
+        schema = (
+            ref_of[id(failures[status])]
+            if status in failures
+            else {"$ref": "#/components/schemas/Error"}
+        )
         operation["responses"][str(status)] = {
             "description": _ERROR_TEXT[status],
             "content": {"application/json": {"schema": schema}},

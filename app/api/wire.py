@@ -55,7 +55,9 @@ def _is_json(content_type: str | None) -> bool:
     if not content_type:
         return False
     media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
 def explain(error: str, kind: Any) -> tuple[str, str]:
@@ -113,8 +115,10 @@ def _describe(message: str, info: mi.Type | None) -> str:
         if info.max_length is not None and "length <=" in message:
             return f"Must be at most {info.max_length} characters"
         if info.min_length is not None and "length >=" in message:
-            return "Must not be empty" if info.min_length == 1 else (
-                f"Must be at least {info.min_length} characters"
+            return (
+                "Must not be empty"
+                if info.min_length == 1
+                else (f"Must be at least {info.min_length} characters")
             )
     if isinstance(info, mi.ListType | mi.DictType):
         if info.max_length is not None and "length <=" in message:

@@ -85,7 +85,14 @@ async def create(
     key_id = ids.new_uuid()
     row = await conn.fetchrow(
         SQL["insert_api_key"],
-        key_id, organization_id, name, description, mode, hash_key(secret, key), key[:12], now,
+        key_id,
+        organization_id,
+        name,
+        description,
+        mode,
+        hash_key(secret, key),
+        key[:12],
+        now,
     )
     return ApiKeyCreated(**_api_key(row), key=key)
 
@@ -97,8 +104,13 @@ async def create_for(
     if principal.is_test and mode == "live":
         raise Forbidden("A test key cannot create a live key")
     return await create(
-        conn, principal.organization_id, name=data.name, description=data.description,
-        mode=mode, secret=secret, now=now,
+        conn,
+        principal.organization_id,
+        name=data.name,
+        description=data.description,
+        mode=mode,
+        secret=secret,
+        now=now,
     )
 
 
@@ -120,9 +132,10 @@ async def list_keys(
     conn: Connection, principal: Principal, *, after: UUID | None, limit: int
 ) -> tuple[list[ApiKey], bool]:
     mode = _visible_mode(principal)
-    if after is not None and await conn.fetchrow(
-        SQL["get_api_key"], after, principal.organization_id, mode
-    ) is None:
+    if (
+        after is not None
+        and await conn.fetchrow(SQL["get_api_key"], after, principal.organization_id, mode) is None
+    ):
         raise NotFound.of("API key", ids.encode("key", after))
     rows = await conn.fetch(SQL["list_api_keys"], principal.organization_id, mode, after, limit + 1)
     return [ApiKey(**_api_key(r)) for r in rows[:limit]], len(rows) > limit
@@ -130,5 +143,8 @@ async def list_keys(
 
 async def revoke(conn: Connection, principal: Principal, key_id: UUID, *, now: datetime) -> None:
     mode = _visible_mode(principal)
-    if await conn.fetchval(SQL["revoke_api_key"], key_id, principal.organization_id, mode, now) is None:
+    if (
+        await conn.fetchval(SQL["revoke_api_key"], key_id, principal.organization_id, mode, now)
+        is None
+    ):
         raise NotFound.of("API key", ids.encode("key", key_id))

@@ -133,7 +133,9 @@ def _rules_out(event_type_id: UUID, timezone: str, rows: list[Any]) -> Availabil
     )
 
 
-async def get_rules(conn: Connection, principal: Principal, event_type_id: UUID) -> AvailabilityRules:
+async def get_rules(
+    conn: Connection, principal: Principal, event_type_id: UUID
+) -> AvailabilityRules:
     row = await event_types.get_row(conn, principal, event_type_id)
     rows = await conn.fetch(SQL["list_rules"], event_type_id)
     return _rules_out(event_type_id, row["timezone"], rows)
@@ -155,9 +157,13 @@ async def put_rules(
         timezone = data.timezone or row["timezone"]
         await conn.execute(SQL["delete_rules"], event_type_id)
         await conn.execute(
-            SQL["insert_rules"], event_type_id, now,
-            [ids.new_uuid() for _ in windows], [w[0] for w in windows],
-            [w[1] for w in windows], [w[2] for w in windows],
+            SQL["insert_rules"],
+            event_type_id,
+            now,
+            [ids.new_uuid() for _ in windows],
+            [w[0] for w in windows],
+            [w[1] for w in windows],
+            [w[2] for w in windows],
         )
         if timezone != row["timezone"]:
             await conn.execute(SQL["set_timezone"], event_type_id, timezone, now)
@@ -202,15 +208,19 @@ async def put_overrides(
         field = f"overrides.{index}.windows"
         windows.append(
             _merge(
-                [_window(w.start_time, w.end_time, field=f"{field}.{i}")
-                 for i, w in enumerate(override.windows)]
+                [
+                    _window(w.start_time, w.end_time, field=f"{field}.{i}")
+                    for i, w in enumerate(override.windows)
+                ]
             )
         )
     async with conn.transaction():
         row = await event_types.get_row(conn, principal, event_type_id)
         await conn.execute(SQL["delete_overrides"], event_type_id)
         await conn.execute(
-            SQL["insert_overrides"], event_type_id, days,
+            SQL["insert_overrides"],
+            event_type_id,
+            days,
             [msgspec.json.encode(w).decode() for w in windows],
         )
         rows = await conn.fetch(SQL["list_overrides"], event_type_id)

@@ -57,10 +57,7 @@ EventTypeCreate = EventTypeFields
 # PATCH: every field optional; UNSET = unchanged, null clears a nullable field.
 EventTypePatch: Any = msgspec.defstruct(
     "EventTypePatch",
-    [
-        (f.name, f.type | UnsetType, UNSET)  # type: ignore[operator]
-        for f in msgspec.structs.fields(EventTypeFields)
-    ],
+    [(f.name, f.type | UnsetType, UNSET) for f in msgspec.structs.fields(EventTypeFields)],
     kw_only=True,
     frozen=True,
 )
@@ -115,9 +112,7 @@ def checked(data: EventTypeFields) -> EventTypeFields:
         if len(set(options)) != len(options):
             raise ValidationFailed.field("duration_options", "Values must be unique")
         if data.duration_minutes not in options:
-            raise ValidationFailed.field(
-                "duration_options", "Must contain duration_minutes"
-            )
+            raise ValidationFailed.field("duration_options", "Must contain duration_minutes")
         options = sorted(options)
     if len(set(data.reminder_intervals)) != len(data.reminder_intervals):
         raise ValidationFailed.field("reminder_intervals", "Values must be unique")
@@ -147,8 +142,13 @@ async def create(
     data = checked(data)
     try:
         row = await conn.fetchrow(
-            SQL["insert_event_type"], ids.new_uuid(), principal.organization_id, principal.is_test,
-            *_columns(data), now, ids.new_uuid(),
+            SQL["insert_event_type"],
+            ids.new_uuid(),
+            principal.organization_id,
+            principal.is_test,
+            *_columns(data),
+            now,
+            ids.new_uuid(),
         )
     except asyncpg.UniqueViolationError:
         raise SlugTaken(f"Slug '{data.slug}' is already in use") from None
@@ -184,7 +184,11 @@ async def list_event_types(
     if after is not None:
         await get_row(conn, principal, after)
     rows = await conn.fetch(
-        SQL["list_event_types"], principal.organization_id, principal.is_test, active, after,
+        SQL["list_event_types"],
+        principal.organization_id,
+        principal.is_test,
+        active,
+        after,
         limit + 1,
     )
     return [event_type_from_row(r) for r in rows[:limit]], len(rows) > limit
@@ -195,7 +199,9 @@ async def update(
 ) -> EventType:
     async with conn.transaction():
         row = await conn.fetchrow(
-            SQL["get_event_type_for_update"], event_type_id, principal.organization_id,
+            SQL["get_event_type_for_update"],
+            event_type_id,
+            principal.organization_id,
             principal.is_test,
         )
         if row is None:
@@ -212,13 +218,18 @@ async def update(
         merged = checked(merged)
         try:
             updated = await conn.fetchrow(
-                SQL["update_event_type"], event_type_id, principal.organization_id,
-                principal.is_test, *_columns(merged), now,
+                SQL["update_event_type"],
+                event_type_id,
+                principal.organization_id,
+                principal.is_test,
+                *_columns(merged),
+                now,
             )
         except asyncpg.UniqueViolationError:
             raise SlugTaken(f"Slug '{merged.slug}' is already in use") from None
         if (row["booking_cap_period"], row["timezone"]) != (
-            merged.booking_cap_period, merged.timezone
+            merged.booking_cap_period,
+            merged.timezone,
         ):
             await conn.execute(SQL["reset_cap_counters"], event_type_id)
     return event_type_from_row(updated)
@@ -279,7 +290,9 @@ async def remove_host(
 ) -> None:
     async with conn.transaction():
         row = await conn.fetchrow(
-            SQL["get_event_type_for_update"], event_type_id, principal.organization_id,
+            SQL["get_event_type_for_update"],
+            event_type_id,
+            principal.organization_id,
             principal.is_test,
         )
         if row is None:

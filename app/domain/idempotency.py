@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+
 import msgspec
 
 from app.db import SQL, Connection
@@ -43,9 +44,7 @@ async def begin(
     if record is None:  # purged between the two statements: claim again
         return await begin(conn, scope, key, print_, now=now)
     if record["fingerprint"] != print_:
-        raise IdempotencyKeyReused(
-            "This Idempotency-Key was already used with a different request"
-        )
+        raise IdempotencyKeyReused("This Idempotency-Key was already used with a different request")
     if record["status_code"] is None:
         raise IdempotencyKeyInUse(
             "A request with this Idempotency-Key is still in progress",
@@ -68,7 +67,11 @@ async def finish(
         await conn.execute(SQL["drop_idempotency_record"], scope, key, claim.started_at)
     else:
         await conn.execute(
-            SQL["complete_idempotency_record"], scope, key, claim.started_at, status, body,
+            SQL["complete_idempotency_record"],
+            scope,
+            key,
+            claim.started_at,
+            status,
+            body,
             location,
         )
-

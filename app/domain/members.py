@@ -52,8 +52,13 @@ async def create(
     _require_live(principal, "manage members")
     email = normalize_email(data.email, field="email")
     row = await conn.fetchrow(
-        SQL["insert_member"], ids.new_uuid(), principal.organization_id, email, data.name,
-        "member", now,
+        SQL["insert_member"],
+        ids.new_uuid(),
+        principal.organization_id,
+        email,
+        data.name,
+        "member",
+        now,
     )
     if row is None:
         raise Conflict(f"A member with email '{email}' already exists")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from app.clock import utcnow
 from app.db import Pool
+from app.domain import idempotency
 from tests.helpers import at, future_day, invitee, make_event_type
 
 
@@ -22,7 +24,8 @@ async def test_repeat_replays_stored_response(api: Any, pool: Pool) -> None:
     assert "idempotent-replayed" not in first.headers
     async with pool.acquire() as conn:
         count = await conn.fetchval(
-            "select count(*) from bookings where event_type_id = (select id from event_types where slug = $1)",
+            "select count(*) from bookings b join event_types e on e.id = b.event_type_id"
+            " where e.slug = $1",
             et["slug"],
         )
     assert count == 1
@@ -32,8 +35,12 @@ async def test_same_key_different_body_is_422(api: Any) -> None:
     et = await make_event_type(api)
     headers = {"Idempotency-Key": "abc-2"}
     day = future_day()
-    assert (await api.post("/v1/bookings", invitee(et["id"], at(day, 10)), key=None, headers=headers)).status_code == 201
-    reused = await api.post("/v1/bookings", invitee(et["id"], at(day, 11)), key=None, headers=headers)
+    assert (
+        await api.post("/v1/bookings", invitee(et["id"], at(day, 10)), key=None, headers=headers)
+    ).status_code == 201
+    reused = await api.post(
+        "/v1/bookings", invitee(et["id"], at(day, 11)), key=None, headers=headers
+    )
     assert reused.status_code == 422
     assert reused.json()["error"]["code"] == "idempotency_key_reused"
 
@@ -46,22 +53,27 @@ async def test_errors_are_stored_too_but_not_401(api: Any) -> None:
     again = await api.post("/v1/bookings", body, key=None, headers=headers)
     assert first.status_code == again.status_code == 400
     assert again.headers["idempotent-replayed"] == "true"
-    bad_key = await api.post("/v1/event-types", {"title": "x"}, key="ac_live_" + "x" * 32, headers=headers)
+    bad_key = await api.post(
+        "/v1/event-types", {"title": "x"}, key="ac_live_" + "x" * 32, headers=headers
+    )
     assert bad_key.status_code == 401
     assert "idempotent-replayed" not in bad_key.headers
 
 
 async def test_in_progress_record_is_409_and_abandoned_is_taken_over(api: Any, pool: Pool) -> None:
-    from app.domain import idempotency
-
     et = await make_event_type(api)
     body = invitee(et["id"], at(future_day(), 12))
     scope = f"evt:{et['id']}"
-    print_ = idempotency.fingerprint("POST", "/v1/bookings", __import__("json").dumps(body).encode())
+    print_ = idempotency.fingerprint(
+        "POST", "/v1/bookings", json.dumps(body).encode()
+    )
     async with pool.acquire() as conn:
         await conn.execute(
-            "insert into idempotency_records (scope, key, fingerprint, created_at, started_at) values ($1, 'k4', $2, $3, $3)",
-            scope, print_, utcnow(),
+            "insert into idempotency_records (scope, key, fingerprint, created_at, started_at)"
+            " values ($1, 'k4', $2, $3, $3)",
+            scope,
+            print_,
+            utcnow(),
         )
     busy = await api.post("/v1/bookings", body, key=None, headers={"Idempotency-Key": "k4"})
     assert busy.status_code == 409
@@ -69,7 +81,8 @@ async def test_in_progress_record_is_409_and_abandoned_is_taken_over(api: Any, p
     assert busy.headers["retry-after"] == "1"
     async with pool.acquire() as conn:
         await conn.execute(
-            "update idempotency_records set started_at = started_at - interval '61 seconds' where scope = $1 and key = 'k4'",
+            "update idempotency_records set started_at = started_at - interval '61 seconds'"
+            " where scope = $1 and key = 'k4'",
             scope,
         )
     taken = await api.post("/v1/bookings", body, key=None, headers={"Idempotency-Key": "k4"})
@@ -78,15 +91,21 @@ async def test_in_progress_record_is_409_and_abandoned_is_taken_over(api: Any, p
 
 async def test_keyed_scope_is_per_organization(api: Any, other: Any) -> None:
     headers = {"Idempotency-Key": "same"}
-    one = await api.post("/v1/event-types", {"title": "A", "slug": "a-one", "duration_minutes": 30}, headers=headers)
-    two = await other.post("/v1/event-types", {"title": "A", "slug": "a-one", "duration_minutes": 30}, headers=headers)
+    one = await api.post(
+        "/v1/event-types", {"title": "A", "slug": "a-one", "duration_minutes": 30}, headers=headers
+    )
+    two = await other.post(
+        "/v1/event-types", {"title": "A", "slug": "a-one", "duration_minutes": 30}, headers=headers
+    )
     assert one.status_code == two.status_code == 201
     assert one.json()["id"] != two.json()["id"]
     assert "idempotent-replayed" not in two.headers
 
 
 async def test_bad_key_header_is_422(api: Any) -> None:
-    response = await api.post("/v1/event-types", {"title": "A"}, headers={"Idempotency-Key": "x" * 256})
+    response = await api.post(
+        "/v1/event-types", {"title": "A"}, headers={"Idempotency-Key": "x" * 256}
+    )
     assert response.status_code == 422
     assert "Idempotency-Key" in response.json()["error"]["details"]
 

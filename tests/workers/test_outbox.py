@@ -59,13 +59,17 @@ async def test_booking_rows_are_dispatched_and_processed_once(
     api: Any, pool: Pool, queue_settings: Settings, arq_redis: ArqRedis
 ) -> None:
     et = await make_event_type(api)
-    booking = (await api.post("/v1/bookings", invitee(et["id"], at(future_day(), 10)), key=None)).json()
+    booking = (
+        await api.post("/v1/bookings", invitee(et["id"], at(future_day(), 10)), key=None)
+    ).json()
     rows = await _rows(pool, booking["id"])
     assert [r["kind"] for r in rows] == ["booking.confirmed", "booking.created"]
     assert all(r["processed_at"] is None for r in rows)
 
     # Dispatch everything due (other tests' rows included), then drain the queue in burst mode.
-    while await outbox.dispatch_due(pool, arq_redis, queue_name=queue_settings.job_queue, now=utcnow()):
+    while await outbox.dispatch_due(
+        pool, arq_redis, queue_name=queue_settings.job_queue, now=utcnow()
+    ):
         pass
     await _run_worker(queue_settings)
     rows = await _rows(pool, booking["id"])
@@ -79,7 +83,9 @@ async def test_booking_rows_are_dispatched_and_processed_once(
 
 async def test_enqueue_failure_releases_rows_for_the_next_sweep(api: Any, pool: Pool) -> None:
     et = await make_event_type(api)
-    booking = (await api.post("/v1/bookings", invitee(et["id"], at(future_day(), 11)), key=None)).json()
+    booking = (
+        await api.post("/v1/bookings", invitee(et["id"], at(future_day(), 11)), key=None)
+    ).json()
 
     class DownRedis:
         async def enqueue_job(self, *args: Any, **kwargs: Any) -> None:
@@ -94,15 +100,20 @@ async def test_lost_jobs_are_dispatched_again(
     api: Any, pool: Pool, queue_settings: Settings, arq_redis: ArqRedis
 ) -> None:
     et = await make_event_type(api)
-    booking = (await api.post("/v1/bookings", invitee(et["id"], at(future_day(), 12)), key=None)).json()
+    booking = (
+        await api.post("/v1/bookings", invitee(et["id"], at(future_day(), 12)), key=None)
+    ).json()
     rows = await _rows(pool, booking["id"])
     stale = utcnow().replace(year=2000)
     async with pool.acquire() as conn:
         await conn.execute(
             "update outbox set dispatched_at = $2 where id = any($1::uuid[])",
-            [r["id"] for r in rows], stale,
+            [r["id"] for r in rows],
+            stale,
         )
-    while await outbox.dispatch_due(pool, arq_redis, queue_name=queue_settings.job_queue, now=utcnow()):
+    while await outbox.dispatch_due(
+        pool, arq_redis, queue_name=queue_settings.job_queue, now=utcnow()
+    ):
         pass
     rows = await _rows(pool, booking["id"])
     assert all(r["dispatched_at"] > stale for r in rows)
@@ -114,7 +125,9 @@ async def test_failing_handler_records_error_and_asks_for_retry(api: Any, pool: 
     from arq import Retry
 
     et = await make_event_type(api)
-    booking = (await api.post("/v1/bookings", invitee(et["id"], at(future_day(), 13)), key=None)).json()
+    booking = (
+        await api.post("/v1/bookings", invitee(et["id"], at(future_day(), 13)), key=None)
+    ).json()
     row = (await _rows(pool, booking["id"]))[0]
 
     async def broken(conn: Any, row: Any, now: Any) -> None:
