@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -31,6 +32,7 @@ from app.errors import (
 )
 from app.locks import slot_lock
 
+T = TypeVar("T")
 Status = Literal["pending_payment", "confirmed", "cancelled"]
 Timestamp = Annotated[datetime, Meta(tz=True)]
 Name = Annotated[str, Meta(min_length=1, max_length=255)]
@@ -145,7 +147,8 @@ def booking_from_row(row: Any) -> Booking:
         assigned_host=AssignedHost(**host) if host else None,
         calendar_connection_id=(
             ids.encode("cal", row["calendar_connection_id"])
-            if row["calendar_connection_id"] else None
+            if row["calendar_connection_id"]
+            else None
         ),
         calendar_event_id=row["calendar_event_id"],
         meeting_url=row["meeting_url"],
@@ -176,13 +179,14 @@ def _attendees(data: BookingCreate) -> list[dict[str, Any]]:
             raise ValidationFailed.field("invitee_name", "Required")
         if data.invitee_email is None:
             raise ValidationFailed.field("invitee_email", "Required")
-        given = [(data.invitee_name, data.invitee_email, data.invitee_timezone or "UTC", "invitee_")]
+        given = [
+            (data.invitee_name, data.invitee_email, data.invitee_timezone or "UTC", "invitee_")
+        ]
     else:
         if data.invitee_timezone is not None:
             zone(data.invitee_timezone, field="invitee_timezone")
         given = [
-            (a.name, a.email, a.timezone, f"attendees.{i}.")
-            for i, a in enumerate(data.attendees)
+            (a.name, a.email, a.timezone, f"attendees.{i}.") for i, a in enumerate(data.attendees)
         ]
     people = []
     for position, (name, email, tz, field) in enumerate(given):
@@ -243,7 +247,44 @@ def _assigned(context: schedule.Context, member_id: UUID) -> dict[str, Any] | No
 
 def _is_conflict(exc: asyncpg.PostgresError) -> bool:
     """Constraint violations that mean "someone else took it": the slot is not free."""
-    return isinstance(exc, asyncpg.ExclusionViolationError | asyncpg.CheckViolationError)
+    return isinstance(
+        exc,
+        asyncpg.ExclusionViolationError
+        | asyncpg.CheckViolationError
+        | asyncpg.DeadlockDetectedError,
+    )
+
+
+_DEADLOCK_ATTEMPTS = 5
+
+
+async def _retrying_deadlocks(call: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """Run `call`, again if PostgreSQL broke a deadlock by aborting it.
+
+    New holds no longer wait on each other (see insert_booking), but a group seat's update or
+    a reschedule's transaction (old and new hold, two cap periods) can still meet another
+    transaction locking in the opposite order. Once this one is aborted the other goes on, so
+    trying again gets the real outcome; only repeated deadlocks count as a lost race (409).
+    """
+    for _ in range(_DEADLOCK_ATTEMPTS - 1):
+        try:
+            return await call(*args)
+        except asyncpg.DeadlockDetectedError:
+            continue
+    return await call(*args)
+
+
+class _Taken(Exception):
+    """A concurrent booking holds the range: the hold was skipped and the transaction undone."""
+
+
+async def _insert_booking(conn: Connection, *args: Any) -> Any:
+    """insert_booking in a transaction, rolled back (with its cap count) if the slot was taken."""
+    async with conn.transaction():
+        row: Any = await conn.fetchrow(SQL["insert_booking"], *args)
+        if row["within_cap"] and row["id"] is None:
+            raise _Taken
+    return row
 
 
 async def create(
@@ -271,51 +312,89 @@ async def create(
     if et["price_amount"] is not None and not et["is_test"]:
         # Live paid bookings need Stripe (spec §7), which this server does not take yet.
         raise BadRequest(
-            "Payments are not configured on this server" if not payments_enabled
+            "Payments are not configured on this server"
+            if not payments_enabled
             else "Paid bookings are not supported yet"
         )
     slot, capped = slots.find_slot(
-        context.rules, start=start, duration=duration, hosts=context.candidates(),
-        holds=context.holds, busy={}, cap_counts=context.cap_counts, now=now,
+        context.rules,
+        start=start,
+        duration=duration,
+        hosts=context.candidates(),
+        holds=context.holds,
+        busy={},
+        cap_counts=context.cap_counts,
+        now=now,
     )
     if slot is None and capped:
         raise BookingCapReached()
     if slot is not None and slot.spots_remaining is not None and slot.spots_remaining < len(people):
-        raise BadRequest(f"Too many attendees: {len(people)}. Only {slot.spots_remaining} spots remain")
+        raise BadRequest(
+            f"Too many attendees: {len(people)}. Only {slot.spots_remaining} spots remain"
+        )
     if slot is None:
         raise SlotUnavailable()
 
     booking_id = ids.new_uuid()
     cap = et["booking_cap"]
     period, period_from, period_to = (
-        _period_bounds(start, et["timezone"], et["booking_cap_period"]) if cap else (None, None, None)
+        _period_bounds(start, et["timezone"], et["booking_cap_period"])
+        if cap
+        else (None, None, None)
     )
     status = "confirmed"
     kinds = ["booking.created", "booking.confirmed"]
     meeting_url = et["location"] if et["conferencing_provider"] == "custom" else None
     primary = people[0]
     for host in slot.free_hosts:
-        # A group slot's first seats can lose the exclusion check to a concurrent first seat
-        # of the same slot; the second try then joins that slot's hold through ON CONFLICT.
+        # A group slot's first seat can lose to a concurrent first seat of the same slot; the
+        # second try then takes a seat in the hold that one created.
         for _ in range(2 if et["max_attendees"] > 1 else 1):
             async with slot_lock(redis, host, start):
                 try:
-                    row = await conn.fetchrow(
-                        SQL["insert_booking"],
-                        booking_id, et["organization_id"], et["is_test"], et["id"], host,
-                        _assigned(context, host), status, start, slot.end, duration,
-                        et["buffer_before_minutes"], et["buffer_after_minutes"],
-                        primary["name"], primary["email"], primary["timezone"], len(people),
-                        people, [p["email"].lower() for p in people], data.notes,
-                        data.metadata, "ctk_" + secrets.token_urlsafe(24), et["location"],
-                        meeting_url, now, ids.new_uuid(), et["max_attendees"], cap, period,
-                        period_from, period_to, kinds, [ids.new_uuid() for _ in kinds],
+                    row = await _retrying_deadlocks(
+                        _insert_booking,
+                        conn,
+                        booking_id,
+                        et["organization_id"],
+                        et["is_test"],
+                        et["id"],
+                        host,
+                        _assigned(context, host),
+                        status,
+                        start,
+                        slot.end,
+                        duration,
+                        et["buffer_before_minutes"],
+                        et["buffer_after_minutes"],
+                        primary["name"],
+                        primary["email"],
+                        primary["timezone"],
+                        len(people),
+                        people,
+                        [p["email"].lower() for p in people],
+                        data.notes,
+                        data.metadata,
+                        "ctk_" + secrets.token_urlsafe(24),
+                        et["location"],
+                        meeting_url,
+                        now,
+                        ids.new_uuid(),
+                        et["max_attendees"],
+                        cap,
+                        period,
+                        period_from,
+                        period_to,
+                        kinds,
+                        [ids.new_uuid() for _ in kinds],
                     )
+                except _Taken:
+                    continue
                 except asyncpg.PostgresError as exc:
                     if not _is_conflict(exc):
                         raise
                     continue
-            if row is None:
+            if not row["within_cap"]:
                 raise BookingCapReached()
             return booking_from_row(row)
     raise SlotUnavailable()
@@ -357,11 +436,19 @@ async def list_bookings(
         cursor = await authorize(conn, after, caller=principal, token=None)
         cursor_start, cursor_id = cursor["start_at"], cursor["id"]
     rows = await conn.fetch(
-        SQL["list_bookings"], principal.organization_id, principal.is_test,
-        filters.event_type_id, filters.status, filters.start_from or _FAR_PAST,
-        filters.start_to or _FAR_FUTURE, filters.host_id,
+        SQL["list_bookings"],
+        principal.organization_id,
+        principal.is_test,
+        filters.event_type_id,
+        filters.status,
+        filters.start_from or _FAR_PAST,
+        filters.start_to or _FAR_FUTURE,
+        filters.host_id,
         filters.invitee_email.lower() if filters.invitee_email else None,
-        cursor_start, cursor_id, filters.updated_since, limit + 1,
+        cursor_start,
+        cursor_id,
+        filters.updated_since,
+        limit + 1,
     )
     return [booking_from_row(r) for r in rows[:limit]], len(rows) > limit
 
@@ -380,11 +467,16 @@ async def cancel(
     """Cancel an authorized booking; idempotent. Seats and cap count are freed at once."""
     if row["status"] == "cancelled":
         return booking_from_row(row)
-    updated = await conn.fetchrow(
-        SQL["cancel_booking"], row["id"], now, data.reason, by, ids.new_uuid()
-    )
-    if updated is None:  # a concurrent cancel won; answer with its result
-        updated = await conn.fetchrow(SQL["get_booking"], row["id"], None, None)
+    async with conn.transaction():
+        # Lock first, then cancel in a second statement: a statement's snapshot is taken when
+        # it starts, so one that waited for a concurrent reschedule would not see the hold
+        # and cap counter that reschedule created, and would leave them occupied.
+        locked: Any = await conn.fetchrow(SQL["lock_booking"], row["id"])
+        if locked["status"] == "cancelled":  # a concurrent cancel won; answer with its result
+            return booking_from_row(locked)
+        updated = await conn.fetchrow(
+            SQL["cancel_booking"], row["id"], now, data.reason, by, ids.new_uuid()
+        )
     return booking_from_row(updated)
 
 
@@ -417,9 +509,18 @@ async def reschedule(
         raise Conflict("The event type is no longer bookable") from None
     et = context.row
     holds, counts = _without(context, row)
+    current = row["host_member_id"]
+    is_host = context.host(current) is not None
+    # A host that is still a host stays if free, even when it is not the primary one.
+    keep = [current] if is_host and not context.is_round_robin else None
     result = schedule.offer(
-        context, window=(new_start, new_start + timedelta(microseconds=1)), duration=duration,
-        now=now, holds=holds, cap_counts=counts,
+        context,
+        window=(new_start, new_start + timedelta(microseconds=1)),
+        duration=duration,
+        now=now,
+        holds=holds,
+        cap_counts=counts,
+        hosts=keep,
     )
     slot = next((s for s in result.slots if s.start == new_start), None)
     if slot is None and result.capped:
@@ -428,8 +529,6 @@ async def reschedule(
         slot.spots_remaining is not None and slot.spots_remaining < row["attendee_count"]
     ):
         raise SlotUnavailable()
-    current = row["host_member_id"]
-    is_host = context.host(current) is not None
     if is_host and current in slot.free_hosts:
         choices = [current]
     elif is_host and not context.is_round_robin:
@@ -444,7 +543,11 @@ async def reschedule(
     for host in choices:
         async with slot_lock(redis, host, new_start):
             try:
-                moved = await _move(conn, row, et, host, context, new_start, slot.end, data, previous, now)
+                moved = await _retrying_deadlocks(
+                    _move, conn, row, et, host, context, new_start, slot.end, data, previous, now
+                )
+            except _Taken:
+                continue
             except asyncpg.PostgresError as exc:
                 if not _is_conflict(exc):
                     raise
@@ -490,8 +593,10 @@ async def _move(
 ) -> Any:
     """Release the old seats and cap count, take the new ones, move the row: one transaction."""
     async with conn.transaction():
-        locked = await conn.fetchrow(SQL["lock_booking"], row["id"])
-        if locked["status"] == "cancelled" or locked["start_at"] != row["start_at"]:
+        locked: Any = await conn.fetchrow(SQL["lock_booking"], row["id"])
+        if locked["status"] == "cancelled":  # cancelled while this request was checking
+            raise AlreadyCancelled("The booking is cancelled")
+        if locked["start_at"] != row["start_at"]:
             raise Conflict("The booking changed while it was being rescheduled")
         await conn.execute(SQL["release_seats"], row["hold_id"], row["attendee_count"])
         cap = et["booking_cap"]
@@ -500,16 +605,38 @@ async def _move(
             new = _period_bounds(start, et["timezone"], et["booking_cap_period"])
             if old[0] != new[0]:
                 await conn.execute(SQL["release_cap"], et["id"], old[0])
-                taken = await conn.fetchval(SQL["acquire_cap"], et["id"], new[0], cap, new[1], new[2])
+                taken = await conn.fetchval(
+                    SQL["acquire_cap"], et["id"], new[0], cap, new[1], new[2]
+                )
                 if taken is None:
                     raise BookingCapReached()
         hold_id = await conn.fetchval(
-            SQL["upsert_hold"], ids.new_uuid(), row["organization_id"], row["is_test"], host,
-            row["event_type_id"], start, end, row["buffer_before_minutes"],
-            row["buffer_after_minutes"], row["attendee_count"], et["max_attendees"],
+            SQL["upsert_hold"],
+            ids.new_uuid(),
+            row["organization_id"],
+            row["is_test"],
+            host,
+            row["event_type_id"],
+            start,
+            end,
+            row["buffer_before_minutes"],
+            row["buffer_after_minutes"],
+            row["attendee_count"],
+            et["max_attendees"],
         )
+        if hold_id is None:
+            raise _Taken
         assigned = _assigned(context, host) if context.is_round_robin else row["assigned_host"]
         return await conn.fetchrow(
-            SQL["move_booking"], row["id"], hold_id, host, assigned, start, end,
-            data.reason, now, ids.new_uuid(), {"previous": previous},
+            SQL["move_booking"],
+            row["id"],
+            hold_id,
+            host,
+            assigned,
+            start,
+            end,
+            data.reason,
+            now,
+            ids.new_uuid(),
+            {"previous": previous},
         )

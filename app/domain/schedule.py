@@ -44,7 +44,7 @@ class Context(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def is_round_robin(self) -> bool:
-        return self.row["assignment_strategy"] == "round_robin"
+        return bool(self.row["assignment_strategy"] == "round_robin")
 
     def candidates(self) -> list[UUID]:
         """Hosts to evaluate: all of them for round robin, else the primary host only."""
@@ -95,9 +95,15 @@ async def load(
     org = principal.organization_id if principal else None
     mode = principal.is_test if principal else None
     row = await conn.fetchrow(
-        SQL["schedule_context"], event_type_id, org, mode,
-        span[0] - _MAX_BUFFER, span[1] + _MAX_BUFFER,
-        span[0] - _CAP_MARGIN, span[1] + _CAP_MARGIN, now - ROUND_ROBIN_WINDOW,
+        SQL["schedule_context"],
+        event_type_id,
+        org,
+        mode,
+        span[0] - _MAX_BUFFER,
+        span[1] + _MAX_BUFFER,
+        span[0] - _CAP_MARGIN,
+        span[1] + _CAP_MARGIN,
+        now - ROUND_ROBIN_WINDOW,
     )
     if row is None or not row["active"]:
         raise NotFound.of("Event type", ids.encode("evt", event_type_id))
@@ -128,8 +134,13 @@ def _context(row: Any) -> Context:
     for host, event_type, start, end, busy_start, busy_end, seats, hold_id in row["holds"]:
         holds.append(
             slots.Hold(
-                UUID(host), UUID(event_type), _instant(start), _instant(end),
-                _instant(busy_start), _instant(busy_end), seats,
+                UUID(host),
+                UUID(event_type),
+                _instant(start),
+                _instant(end),
+                _instant(busy_start),
+                _instant(busy_end),
+                seats,
             )
         )
         hold_ids.append(UUID(hold_id))
@@ -219,13 +230,15 @@ def offer(
     now: datetime,
     holds: Sequence[slots.Hold] | None = None,
     cap_counts: dict[date, int] | None = None,
+    hosts: Sequence[UUID] | None = None,
 ) -> slots.Offer:
-    """The engine over this context; reschedule passes holds and counts without the booking."""
+    """The engine over this context; reschedule passes holds and counts without the booking,
+    and the hosts to evaluate when they are not the usual candidates."""
     return slots.offer(
         context.rules,
         window=window,
         duration=duration,
-        hosts=context.candidates(),
+        hosts=context.candidates() if hosts is None else hosts,
         holds=context.holds if holds is None else holds,
         busy={},
         cap_counts=context.cap_counts if cap_counts is None else cap_counts,

@@ -42,10 +42,16 @@ where e.id = $1 and e.deleted_at is null
   and ($3::boolean is null or e.is_test = $3);
 
 -- name: insert_booking
--- One statement, so one implicit transaction and one round trip:
---   cap:   conditional increment of the period's counter (G2); no row back = the period is full;
+-- One statement, run in a transaction by the caller:
+--   cap:   conditional increment of the period's counter (G2); within_cap false = the period
+--          is full;
 --   hold:  the host's slot; slot_holds_no_overlap (exclusion) is the real double-booking guard
---          (G1) and the seats CHECK keeps group slots within capacity; violations become 409;
+--          (G1) and the seats CHECK keeps group slots within capacity; a seat in an existing
+--          group slot updates its row, anything else inserts a new hold. That insert names no
+--          conflict target, so every unique and exclusion index arbitrates: a concurrent
+--          overlapping insert is waited for and then skipped (no row: the caller rolls back
+--          and answers 409), instead of the two waiting on each other's exclusion check until
+--          PostgreSQL aborts one of them as a deadlock;
 --   booking and its outbox rows.
 -- $1 booking id, $2 org, $3 is_test, $4 event type, $5 host member, $6 assigned_host,
 -- $7 status, $8 start, $9 end, $10 duration, $11 buffer before, $12 buffer after,
@@ -68,8 +74,14 @@ with cap as (
     returning 1
 ), gate as (
     select 1 where $27::integer is null or exists (select 1 from cap)
-), hold as (
-    insert into slot_holds as s (
+), seat as (
+    update slot_holds s set seats = s.seats + $16, capacity = $26
+    from gate
+    where s.event_type_id = $4 and s.host_member_id = $5 and s.start_at = $8 and s.end_at = $9
+      and s.seats > 0
+    returning s.id
+), fresh as (
+    insert into slot_holds (
         id, organization_id, is_test, host_member_id, event_type_id, start_at, end_at, busy,
         seats, capacity
     )
@@ -78,9 +90,11 @@ with cap as (
             $9::timestamptz + make_interval(mins => $12::integer), '[)'),
         $16, $26
     from gate
-    on conflict (event_type_id, host_member_id, start_at, end_at) where seats > 0
-    do update set seats = s.seats + excluded.seats, capacity = excluded.capacity
+    where not exists (select 1 from seat)
+    on conflict do nothing
     returning id
+), hold as (
+    select id from seat union all select id from fresh
 ), booking as (
     insert into bookings (
         id, organization_id, is_test, event_type_id, hold_id, host_member_id, assigned_host,
@@ -98,7 +112,8 @@ with cap as (
     select k.id, $2, $3, k.kind, booking.id, $24, $24
     from booking, unnest($31::text[], $32::uuid[]) as k(kind, id)
 )
-select * from booking;
+select booking.*, exists (select 1 from gate) as within_cap
+from (select) as one left join booking on true;
 
 -- name: get_booking
 select * from bookings where id = $1 and ($2::uuid is null or organization_id = $2)
@@ -109,7 +124,8 @@ select * from bookings where id = $1 for update;
 
 -- name: cancel_booking
 -- One statement: the status change frees the seats and the cap count and writes the outbox
--- row; `status <> 'cancelled'` makes a second, concurrent cancel a no-op.
+-- row; `status <> 'cancelled'` makes a second, concurrent cancel a no-op. Run it after
+-- lock_booking in the same transaction, so that its snapshot sees the booking's current hold.
 with updated as (
     update bookings set status = 'cancelled', cancelled_at = $2, cancel_reason = $3,
         cancelled_by = $4, updated_at = $2
@@ -153,16 +169,26 @@ do update set bookings = c.bookings + 1 where c.bookings < $3
 returning bookings;
 
 -- name: upsert_hold
-insert into slot_holds as s (
-    id, organization_id, is_test, host_member_id, event_type_id, start_at, end_at, busy,
-    seats, capacity
+-- The hold step of insert_booking, alone (reschedule): no row = a concurrent booking has the
+-- range.
+with seat as (
+    update slot_holds s set seats = s.seats + $10, capacity = $11
+    where s.event_type_id = $5 and s.host_member_id = $4 and s.start_at = $6 and s.end_at = $7
+      and s.seats > 0
+    returning s.id
+), fresh as (
+    insert into slot_holds (
+        id, organization_id, is_test, host_member_id, event_type_id, start_at, end_at, busy,
+        seats, capacity
+    )
+    select $1, $2, $3, $4, $5, $6, $7,
+        tstzrange($6::timestamptz - make_interval(mins => $8::integer),
+            $7::timestamptz + make_interval(mins => $9::integer), '[)'), $10, $11
+    where not exists (select 1 from seat)
+    on conflict do nothing
+    returning id
 )
-values ($1, $2, $3, $4, $5, $6, $7,
-    tstzrange($6::timestamptz - make_interval(mins => $8::integer),
-        $7::timestamptz + make_interval(mins => $9::integer), '[)'), $10, $11)
-on conflict (event_type_id, host_member_id, start_at, end_at) where seats > 0
-do update set seats = s.seats + excluded.seats, capacity = excluded.capacity
-returning id;
+select id from seat union all select id from fresh;
 
 -- name: move_booking
 with updated as (
