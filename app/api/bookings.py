@@ -60,8 +60,12 @@ async def create_booking(
     data = decode_body(body, request.headers.get("content-type"), BookingCreate)
     async with resources.pool.acquire() as conn:
         booking = await bookings.create(
-            conn, caller, data, redis=_redis(resources, settings),
-            payments_enabled=settings.stripe_secret_key is not None, now=now,
+            conn,
+            caller,
+            data,
+            redis=_redis(resources, settings),
+            payments_enabled=settings.stripe_secret_key is not None,
+            now=now,
         )
     return created(booking, f"/v1/bookings/{booking.id}")
 
@@ -110,7 +114,9 @@ async def list_bookings(
 ) -> Page[Booking]:
     """List bookings by start time (then id), with filters and keyset pagination."""
     if status is not None and status not in ("pending_payment", "confirmed", "cancelled"):
-        raise ValidationFailed.field("status", "Must be one of: pending_payment, confirmed, cancelled")
+        raise ValidationFailed.field(
+            "status", "Must be one of: pending_payment, confirmed, cancelled"
+        )
     low = _date_bound("start_date", start_date, end=False)
     high = _date_bound("end_date", end_date, end=True)
     if low is not None and high is not None and high < low:
@@ -163,8 +169,9 @@ async def cancel_booking(
     async with resources.pool.acquire() as conn:
         row = await bookings.authorize(conn, _id(booking_id), caller=caller, token=token)
         data = decode_body(body, request.headers.get("content-type"), CancelRequest)
-        by = "organizer" if caller else "invitee"
-        return await bookings.cancel(conn, row, data, by=by, now=utcnow())
+        return await bookings.cancel(
+            conn, row, data, by="organizer" if caller else "invitee", now=utcnow()
+        )
 
 
 @post(

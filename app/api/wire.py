@@ -16,7 +16,9 @@ from app.errors import NotFound, UnsupportedMediaType, ValidationFailed
 T = TypeVar("T")
 
 MAX_BODY_BYTES = 64 * 1024
-_ERROR = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_ERROR = re.compile(
+    r"^(?P<message>.*?)(?: - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`)?$", re.DOTALL
+)
 _STEP = re.compile(r"\.(\w+)|\[(\d+)\]")
 
 
@@ -71,6 +73,10 @@ def explain(error: str, kind: Any) -> tuple[str, str]:
         return ".".join([*steps, missing[1]]), "Required"
     field = ".".join(steps) or "body"
     info = _field_info(mi.type_info(kind), steps)
+    if match["key"]:  # a bad key of a mapping, e.g. a metadata key that is too long
+        info = _unwrap(info)
+        key_info = info.key_type if isinstance(info, mi.DictType) else None
+        return field, "Keys: " + _describe(message, key_info).lower()
     return field, _describe(message, info)
 
 
