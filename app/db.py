@@ -50,13 +50,23 @@ async def _init_connection(conn: Connection) -> None:
         )
 
 
+async def _keep_session(conn: Connection) -> None:
+    """Released connections skip asyncpg's reset query (a round trip per request): Astrocal
+    leaves no session state behind. asyncpg still rolls back an open transaction first."""
+
+
 def _encode_json(value: Any) -> str:
     return msgspec.json.encode(value).decode()
 
 
 async def create_pool(dsn: str, *, max_size: int = 20) -> Pool:
     pool = await asyncpg.create_pool(
-        dsn, min_size=1, max_size=max_size, init=_init_connection, command_timeout=30
+        dsn,
+        min_size=1,
+        max_size=max_size,
+        init=_init_connection,
+        reset=_keep_session,
+        command_timeout=30,
     )
     assert pool is not None  # noqa: S101 - create_pool only returns None when awaited lazily
     return pool

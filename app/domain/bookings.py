@@ -278,10 +278,20 @@ class _Taken(Exception):
     """A concurrent booking holds the range: the hold was skipped and the transaction undone."""
 
 
-async def _insert_booking(conn: Connection, *args: Any) -> Any:
-    """insert_booking in a transaction, rolled back (with its cap count) if the slot was taken."""
-    async with conn.transaction():
+async def _insert_booking(conn: Connection, capped: bool, *args: Any) -> Any:
+    """insert_booking; if the slot was taken meanwhile, nothing of it is kept.
+
+    With a cap, the statement's counter increment must be undone when its hold was skipped,
+    so it runs in a transaction that is rolled back. Without one, a skipped hold leaves nothing
+    to undo, and the statement runs alone: one round trip instead of three.
+    """
+    if not capped:
         row: Any = await conn.fetchrow(SQL["insert_booking"], *args)
+        if row["id"] is None:
+            raise _Taken
+        return row
+    async with conn.transaction():
+        row = await conn.fetchrow(SQL["insert_booking"], *args)
         if row["within_cap"] and row["id"] is None:
             raise _Taken
     return row
@@ -355,6 +365,7 @@ async def create(
                     row = await _retrying_deadlocks(
                         _insert_booking,
                         conn,
+                        cap is not None,
                         booking_id,
                         et["organization_id"],
                         et["is_test"],
