@@ -163,6 +163,7 @@ async def cancel_booking(
     body: RawBody,
     caller: NamedDependency[Principal | None],
     resources: NamedDependency[Resources],
+    settings: NamedDependency[Settings],
     token: FromQuery[str | None] = None,
 ) -> Booking:
     """Cancel a booking. Cancelling a cancelled booking returns it unchanged."""
@@ -170,7 +171,12 @@ async def cancel_booking(
         row = await bookings.authorize(conn, _id(booking_id), caller=caller, token=token)
         data = decode_body(body, request.headers.get("content-type"), CancelRequest)
         return await bookings.cancel(
-            conn, row, data, by="organizer" if caller else "invitee", now=utcnow()
+            conn,
+            row,
+            data,
+            by="organizer" if caller else "invitee",
+            redis=_redis(resources, settings),
+            now=utcnow(),
         )
 
 

@@ -30,7 +30,7 @@ from app.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from app.locks import slot_lock
+from app.locks import SlotTaken, slot_freed, slot_lock
 
 T = TypeVar("T")
 Status = Literal["pending_payment", "confirmed", "cancelled"]
@@ -356,55 +356,40 @@ async def create(
     kinds = ["booking.created", "booking.confirmed"]
     meeting_url = et["location"] if et["conferencing_provider"] == "custom" else None
     primary = people[0]
+    token = "ctk_" + secrets.token_urlsafe(24)
+    emails = [p["email"].lower() for p in people]
+    outbox_ids = [ids.new_uuid() for _ in kinds]
+
+    def params(host: UUID) -> tuple[Any, ...]:
+        return (
+            booking_id, et["organization_id"], et["is_test"], et["id"], host,
+            _assigned(context, host), status, start, slot.end, duration,
+            et["buffer_before_minutes"], et["buffer_after_minutes"], primary["name"],
+            primary["email"], primary["timezone"], len(people), people, emails, data.notes,
+            data.metadata, token, et["location"], meeting_url, now, ids.new_uuid(),
+            et["max_attendees"], cap, period, period_from, period_to, kinds, outbox_ids,
+        )  # fmt: skip
+
+    single_seat = et["max_attendees"] == 1
     for host in slot.free_hosts:
         # A group slot's first seat can lose to a concurrent first seat of the same slot; the
         # second try then takes a seat in the hold that one created.
-        for _ in range(2 if et["max_attendees"] > 1 else 1):
-            async with slot_lock(redis, host, start):
-                try:
+        for _ in range(1 if single_seat else 2):
+            try:
+                async with slot_lock(redis, host, start, is_test=et["is_test"]) as claim:
                     row = await _retrying_deadlocks(
-                        _insert_booking,
-                        conn,
-                        cap is not None,
-                        booking_id,
-                        et["organization_id"],
-                        et["is_test"],
-                        et["id"],
-                        host,
-                        _assigned(context, host),
-                        status,
-                        start,
-                        slot.end,
-                        duration,
-                        et["buffer_before_minutes"],
-                        et["buffer_after_minutes"],
-                        primary["name"],
-                        primary["email"],
-                        primary["timezone"],
-                        len(people),
-                        people,
-                        [p["email"].lower() for p in people],
-                        data.notes,
-                        data.metadata,
-                        "ctk_" + secrets.token_urlsafe(24),
-                        et["location"],
-                        meeting_url,
-                        now,
-                        ids.new_uuid(),
-                        et["max_attendees"],
-                        cap,
-                        period,
-                        period_from,
-                        period_to,
-                        kinds,
-                        [ids.new_uuid() for _ in kinds],
+                        _insert_booking, conn, cap is not None, *params(host)
                     )
-                except _Taken:
-                    continue
-                except asyncpg.PostgresError as exc:
-                    if not _is_conflict(exc):
-                        raise
-                    continue
+                    if single_seat and row["within_cap"]:
+                        claim.booked()
+            except SlotTaken:  # the request ahead booked this host: try the next one
+                break
+            except _Taken:
+                continue
+            except asyncpg.PostgresError as exc:
+                if not _is_conflict(exc):
+                    raise
+                continue
             if not row["within_cap"]:
                 raise BookingCapReached()
             return booking_from_row(row)
@@ -473,6 +458,7 @@ async def cancel(
     data: CancelRequest,
     *,
     by: Literal["invitee", "organizer", "system"],
+    redis: Redis | None,
     now: datetime,
 ) -> Booking:
     """Cancel an authorized booking; idempotent. Seats and cap count are freed at once."""
@@ -488,6 +474,7 @@ async def cancel(
         updated = await conn.fetchrow(
             SQL["cancel_booking"], row["id"], now, data.reason, by, ids.new_uuid()
         )
+    await slot_freed(redis, locked["host_member_id"], locked["start_at"], is_test=locked["is_test"])
     return booking_from_row(updated)
 
 
@@ -552,17 +539,20 @@ async def reschedule(
         "assigned_host": row["assigned_host"],
     }
     for host in choices:
-        async with slot_lock(redis, host, new_start):
-            try:
+        try:
+            async with slot_lock(redis, host, new_start, is_test=row["is_test"]) as claim:
                 moved = await _retrying_deadlocks(
                     _move, conn, row, et, host, context, new_start, slot.end, data, previous, now
                 )
-            except _Taken:
-                continue
-            except asyncpg.PostgresError as exc:
-                if not _is_conflict(exc):
-                    raise
-                continue
+                if et["max_attendees"] == 1:
+                    claim.booked()
+        except (SlotTaken, _Taken):
+            continue
+        except asyncpg.PostgresError as exc:
+            if not _is_conflict(exc):
+                raise
+            continue
+        await slot_freed(redis, row["host_member_id"], row["start_at"], is_test=row["is_test"])
         return booking_from_row(moved)
     raise SlotUnavailable()
 

@@ -404,7 +404,9 @@ async def test_redis_down_still_books_exactly_once(
 async def test_a_stuck_slot_lock_never_causes_a_conflict(api: Api, redis: Redis) -> None:
     et = await make_event_type(api)
     start = at(future_day(), 12)
-    key = slot_lock_key(uuid_of(api.org.owner_member_id), datetime.fromisoformat(start))
+    key = slot_lock_key(
+        uuid_of(api.org.owner_member_id), datetime.fromisoformat(start), is_test=False
+    )
     # Another process's lock that was never released (it dies by its TTL only).
     await redis.set(key, "someone-else", px=30_000)
     try:
@@ -494,3 +496,31 @@ async def _until_blocked(pool: Pool, pid: int | None) -> None:
                 return
             await asyncio.sleep(0.01)
     raise AssertionError("the second insert never waited for the first transaction")
+
+
+async def test_a_booked_mark_answers_queued_requests_without_the_database(
+    api: Api, redis: Redis
+) -> None:
+    et = await make_event_type(api)
+    start = at(future_day(), 13)
+    key = slot_lock_key(
+        uuid_of(api.org.owner_member_id), datetime.fromisoformat(start), is_test=False
+    )
+    # What a holder leaves for the requests queued behind it once it committed this slot.
+    await redis.set(key, "booked", px=30_000)
+    try:
+        relayed = await api.post("/v1/bookings", invitee(et["id"], start), key=None)
+    finally:
+        await redis.delete(key)
+    assert relayed.status_code == 409
+    assert relayed.json()["error"]["code"] == "conflict"
+    # The mark is all that answered: the slot itself is free in PostgreSQL.
+    booked = await api.post("/v1/bookings", invitee(et["id"], start, 2), key=None)
+    assert booked.status_code == 201, booked.text
+    # ...and the winner leaves its own mark, which a cancel clears at once.
+    assert await redis.get(key) == b"booked"
+    cancel = f"/v1/bookings/{booked.json()['id']}/cancel?token={booked.json()['cancel_token']}"
+    assert (await api.post(cancel, key=None)).status_code == 200
+    assert await redis.get(key) is None
+    rebooked = await api.post("/v1/bookings", invitee(et["id"], start, 3), key=None)
+    assert rebooked.status_code == 201
