@@ -1,0 +1,1 @@
+"""Load benchmarks of the booking path; see bench/README.md."""
