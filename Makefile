@@ -35,8 +35,9 @@ $(STAMP): requirements.lock pyproject.toml | $(BIN)/uv
 dev: venv
 	$(BIN)/astrocal dev
 
-# pytest exits 5 when it collected no tests: that is a failure, never a silent pass.
-test: venv
+# Lint first (what CI runs is what a developer runs); pytest exits 5 when it collected no
+# tests: that is a failure, never a silent pass.
+test: venv lint
 	@status=0; $(BIN)/pytest $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status
