@@ -431,8 +431,11 @@ async def list_bookings(
     if after is not None:
         cursor = await authorize(conn, after, caller=principal, token=None)
         cursor_start, cursor_id = cursor["start_at"], cursor["id"]
-    rows = await conn.fetch(
-        SQL["list_bookings"],
+    # A statement prepared for this call is planned with its values, so a selective filter
+    # (one event type, host or email) uses its own index; the cached statement's generic plan
+    # would walk the whole organization's bookings in order instead. One more round trip.
+    statement = await conn.prepare(SQL["list_bookings"])
+    rows = await statement.fetch(
         principal.organization_id,
         principal.is_test,
         filters.event_type_id,

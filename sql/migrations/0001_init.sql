@@ -186,6 +186,9 @@ create index bookings_event_type on bookings (event_type_id, start_at, id);
 create index bookings_host on bookings (host_member_id, start_at, id);
 create index bookings_updated on bookings (organization_id, is_test, updated_at);
 create index bookings_emails on bookings using gin (attendee_emails);
+-- Filtering by a rare status (cancelled, pending_payment) must not walk every confirmed booking.
+create index bookings_unconfirmed on bookings (organization_id, is_test, status, start_at, id)
+    where status <> 'confirmed';
 create index bookings_hold on bookings (hold_id);
 
 -- Side effects, written in the same transaction as the change that causes them.
