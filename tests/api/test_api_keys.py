@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+from tests.helpers import TS, error
+
 API_KEY_FIELDS = {
     "id",
     "name",
@@ -18,15 +19,6 @@ API_KEY_FIELDS = {
     "revoked_at",
     "created_at",
 }
-
-
-def error(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()["error"]
-    assert body["code"] == code
-    assert isinstance(body["message"], str) and body["message"]
-    assert isinstance(body["details"], dict)
-    return body
 
 
 async def create_key(api: Any, key: str = "live", **fields: Any) -> dict[str, Any]:

@@ -8,25 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.factories import event_type_body
+from tests.helpers import TS, create, error
 
-TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 RULE_FIELDS = {"id", "event_type_id", "day_of_week", "start_time", "end_time", "created_at"}
-
-
-def error(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()["error"]
-    assert body["code"] == code
-    assert isinstance(body["message"], str) and body["message"]
-    assert isinstance(body["details"], dict)
-    return body
-
-
-async def create(api: Any, key: str = "live", **fields: Any) -> dict[str, Any]:
-    response = await api.post("/v1/event-types", event_type_body(**fields), key=key)
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 def rule(day: int, start: str, end: str) -> dict[str, Any]:

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from tests.factories import event_type_body
+from tests.helpers import TS, create, error
 
-TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 DEFAULTS = {
     "duration_options": None,
     "description": None,
@@ -35,21 +35,6 @@ DEFAULTS = {
 READ_ONLY = {"id", "organization_id", "is_test", "created_at", "updated_at"}
 EVENT_TYPE_FIELDS = {"title", "slug", "duration_minutes", *DEFAULTS, *READ_ONLY}
 UNKNOWN_EVT = "evt_01kkke13ege3kswa4x1a95vydm"
-
-
-def error(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()["error"]
-    assert body["code"] == code
-    assert isinstance(body["message"], str) and body["message"]
-    assert isinstance(body["details"], dict)
-    return body
-
-
-async def create(api: Any, key: str = "live", **fields: Any) -> dict[str, Any]:
-    response = await api.post("/v1/event-types", event_type_body(**fields), key=key)
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 async def listed_ids(api: Any, query: str = "", key: str = "live") -> list[str]:

@@ -7,10 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.factories import event_type_body
-from tests.helpers import at, future_day, invitee, make_event_type
+from tests.helpers import TS, at, create, error, future_day, invitee, make_event_type
 
-TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 HOST_FIELDS = {
     "id",
     "event_type_id",
@@ -23,21 +21,6 @@ HOST_FIELDS = {
     "has_calendar",
     "created_at",
 }
-
-
-def error(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()["error"]
-    assert body["code"] == code
-    assert isinstance(body["message"], str) and body["message"]
-    assert isinstance(body["details"], dict)
-    return body
-
-
-async def create(api: Any, key: str = "live", **fields: Any) -> dict[str, Any]:
-    response = await api.post("/v1/event-types", event_type_body(**fields), key=key)
-    assert response.status_code == 201, response.text
-    return response.json()
 
 
 async def add_member(api: Any, email: str, name: str | None = None) -> dict[str, Any]:

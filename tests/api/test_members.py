@@ -8,18 +8,9 @@ from typing import Any
 import pytest
 
 from tests.factories import event_type_body
+from tests.helpers import TS, error
 
-TS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 MEMBER_FIELDS = {"id", "organization_id", "email", "name", "role", "created_at"}
-
-
-def error(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()["error"]
-    assert body["code"] == code
-    assert isinstance(body["message"], str) and body["message"]
-    assert isinstance(body["details"], dict)
-    return body
 
 
 async def add_member(api: Any, email: str, name: str | None = None) -> dict[str, Any]:
