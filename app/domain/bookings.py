@@ -326,16 +326,7 @@ async def create(
             if not payments_enabled
             else "Paid bookings are not supported yet"
         )
-    slot, capped = slots.find_slot(
-        context.rules,
-        start=start,
-        duration=duration,
-        hosts=context.candidates(),
-        holds=context.holds,
-        busy={},
-        cap_counts=context.cap_counts,
-        now=now,
-    )
+    slot, capped = schedule.find_slot(context, start=start, duration=duration, now=now)
     if slot is None and capped:
         raise BookingCapReached()
     if slot is not None and slot.spots_remaining is not None and slot.spots_remaining < len(people):
@@ -514,17 +505,16 @@ async def reschedule(
     is_host = context.host(current) is not None
     # A host that is still a host stays if free, even when it is not the primary one.
     keep = [current] if is_host and not context.is_round_robin else None
-    result = schedule.offer(
+    slot, capped = schedule.find_slot(
         context,
-        window=(new_start, new_start + timedelta(microseconds=1)),
+        start=new_start,
         duration=duration,
         now=now,
         holds=holds,
         cap_counts=counts,
         hosts=keep,
     )
-    slot = next((s for s in result.slots if s.start == new_start), None)
-    if slot is None and result.capped:
+    if slot is None and capped:
         raise BookingCapReached()
     if slot is None or (
         slot.spots_remaining is not None and slot.spots_remaining < row["attendee_count"]

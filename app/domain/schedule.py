@@ -223,20 +223,37 @@ async def search(
 
 
 def offer(
+    context: Context, *, window: tuple[datetime, datetime], duration: int, now: datetime
+) -> slots.Offer:
+    """The engine over this context's hosts, holds and cap counts."""
+    return slots.offer(
+        context.rules,
+        window=window,
+        duration=duration,
+        hosts=context.candidates(),
+        holds=context.holds,
+        busy={},
+        cap_counts=context.cap_counts,
+        now=now,
+    )
+
+
+def find_slot(
     context: Context,
     *,
-    window: tuple[datetime, datetime],
+    start: datetime,
     duration: int,
     now: datetime,
     holds: Sequence[slots.Hold] | None = None,
     cap_counts: dict[date, int] | None = None,
     hosts: Sequence[UUID] | None = None,
-) -> slots.Offer:
-    """The engine over this context; reschedule passes holds and counts without the booking,
+) -> tuple[slots.Slot | None, bool]:
+    """The offered slot starting at `start` (the same engine as the search, spec §4.5) and
+    whether a cap dropped it. Reschedule passes holds and counts without the booking itself,
     and the hosts to evaluate when they are not the usual candidates."""
-    return slots.offer(
+    return slots.find_slot(
         context.rules,
-        window=window,
+        start=start,
         duration=duration,
         hosts=context.candidates() if hosts is None else hosts,
         holds=context.holds if holds is None else holds,
