@@ -5,11 +5,12 @@ from __future__ import annotations
 import inspect
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Litestar
 from litestar.handlers import HTTPRouteHandler
+from msgspec import Meta
 
 Auth = Literal["public", "key", "live key", "token/key", "key/token", "public+key"]
 
@@ -65,7 +66,7 @@ def doc(auth: Auth, response: Any = None, **kwargs: Any) -> dict[str, Any]:
 
 
 PAGINATION = (
-    Query("limit", int, "Page size, 1-100 (default 10)"),
+    Query("limit", Annotated[int, Meta(ge=1, le=100)], "Page size, 1-100 (default 10)"),
     Query("starting_after", str, "Id of the last item of the previous page"),
 )
 
