@@ -7,11 +7,10 @@ import asyncio
 import contextlib
 import json
 import os
-import secrets
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
+
+import msgspec
 
 from app import ids, logs
 from app.clock import utcnow
@@ -104,7 +103,7 @@ def _run(args: argparse.Namespace) -> int:
             _bootstrap(_settings(), args.org_name, args.owner_email, args.owner_name)
         )
         if args.json:
-            print(json.dumps(msgspec_to_dict(made)))
+            print(json.dumps(msgspec.to_builtins(made)))
         else:
             print(f"organization: {made.organization_id}\nowner: {made.owner_member_id}")
             print(f"live key: {made.live_key}\ntest key: {made.test_key}")
@@ -117,12 +116,6 @@ def _run(args: argparse.Namespace) -> int:
 
         return run(port=args.port)
     raise UsageError(f"unknown command {args.command}")
-
-
-def msgspec_to_dict(value: Any) -> dict[str, Any]:
-    import msgspec
-
-    return dict(msgspec.to_builtins(value))
 
 
 async def _migrate(dsn: str) -> list[str]:
@@ -176,14 +169,6 @@ async def _set_limits(
                 raise UsageError(f"organization {org} not found")
     finally:
         await pool.close()
-
-
-def new_secret_key() -> str:
-    return secrets.token_urlsafe(48)
-
-
-def dev_dir() -> Path:
-    return Path(os.environ.get("ASTROCAL_DEV_DIR", "./.astrocal-dev")).resolve()
 
 
 if __name__ == "__main__":

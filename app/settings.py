@@ -33,7 +33,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cors_allow_origins: str = "*"
     metrics_token: str | None = None
     log_level: str = "info"
-    astrocal_dev_dir: str = "./.astrocal-dev"
     # Fast-path per-host-slot lock; correctness never depends on it (tests switch it off).
     slot_lock_enabled: bool = True
     database_pool_size: int = 20
