@@ -102,6 +102,8 @@ class EdgeMiddleware:
 
 def _log_request(scope: Any, status: int, started: float, request_id: str) -> None:
     """One line per request; never the query string (it may carry a cancel token)."""
+    if not log.isEnabledFor(logging.INFO):  # nothing to build on the hot path
+        return
     principal = scope.get("state", {}).get("principal")
     client = scope.get("client")
     log.info(

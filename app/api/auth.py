@@ -15,8 +15,8 @@ from app.resources import Resources
 from app.settings import Settings
 
 
-def bearer(request: Request[Any, Any, Any]) -> str | None:
-    header = request.headers.get("authorization")
+def bearer(header: str | None) -> str | None:
+    """The key of an `Authorization: Bearer …` header; None when there is no header."""
     if header is None:
         return None
     scheme, _, token = header.strip().partition(" ")
@@ -31,9 +31,12 @@ async def provide_caller(
     settings: NamedDependency[Settings],
 ) -> Principal | None:
     """The key's principal when an Authorization header is sent (it must be valid), else None."""
-    token = bearer(request)
+    token = bearer(request.headers.get("authorization"))
     if token is None:
         return None
+    if "principal" in request.state:  # already authenticated by the idempotency middleware
+        known: Principal = request.state.principal
+        return known
     async with resources.pool.acquire() as conn:
         principal = await api_keys.authenticate(
             conn, token, secret=settings.secret_key, now=utcnow()

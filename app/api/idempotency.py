@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 from litestar.types import ASGIApp
 
+from app.api.auth import bearer
 from app.api.wire import MAX_BODY_BYTES
 from app.clock import utcnow
 from app.domain import api_keys, idempotency
@@ -29,15 +30,13 @@ class IdempotencyMiddleware:
         self.settings = settings
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        headers = dict(scope["headers"]) if scope["type"] == "http" else {}
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
         raw_key = headers.get(b"idempotency-key")
         path = scope.get("path", "").rstrip("/") or "/"
-        if (
-            scope["type"] != "http"
-            or scope["method"] != "POST"
-            or raw_key is None
-            or path in _IGNORED
-        ):
+        if raw_key is None or path in _IGNORED:
             await self.app(scope, receive, send)
             return
         key = raw_key.decode("latin-1")
@@ -89,15 +88,16 @@ class IdempotencyMiddleware:
     ) -> str | None:
         authorization = headers.get(b"authorization")
         if authorization is not None:
-            scheme, _, token = authorization.decode("latin-1").strip().partition(" ")
-            if scheme.lower() != "bearer":
-                return None
             try:
+                token = bearer(authorization.decode("latin-1"))
+                assert token is not None  # noqa: S101 - the header is present
                 principal = await api_keys.authenticate(
-                    conn, token.strip(), secret=self.settings.secret_key, now=utcnow()
+                    conn, token, secret=self.settings.secret_key, now=utcnow()
                 )
             except Unauthorized:
-                return None
+                return None  # the route answers 401 itself
+            # The route's `caller`/`key` dependency takes it from here: one lookup per request.
+            scope.setdefault("state", {})["principal"] = principal
             return f"key:{principal.organization_id}:{principal.mode}"
         if path in _PUBLIC_CREATES:
             try:
