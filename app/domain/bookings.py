@@ -246,13 +246,11 @@ def _assigned(context: schedule.Context, member_id: UUID) -> dict[str, Any] | No
 
 
 def _is_conflict(exc: asyncpg.PostgresError) -> bool:
-    """Constraint violations that mean "someone else took it": the slot is not free."""
-    return isinstance(
-        exc,
-        asyncpg.ExclusionViolationError
-        | asyncpg.CheckViolationError
-        | asyncpg.DeadlockDetectedError,
-    )
+    """Violations that mean "someone else took it": the host's range is busy, the group slot's
+    seats are gone, or repeated deadlocks. Any other CHECK failing is a bug, not a 409."""
+    if isinstance(exc, asyncpg.CheckViolationError):
+        return getattr(exc, "table_name", None) == "slot_holds"
+    return isinstance(exc, asyncpg.ExclusionViolationError | asyncpg.DeadlockDetectedError)
 
 
 _DEADLOCK_ATTEMPTS = 5
