@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
 import msgspec
-from msgspec import Meta
 
 from app import ids
 from app.db import SQL, Connection
@@ -181,7 +180,7 @@ class AvailabilityQuery(msgspec.Struct, frozen=True, kw_only=True):
     event_type_id: str
     start: date
     end: date
-    timezone: Annotated[str, Meta(max_length=64)] = "UTC"
+    timezone: str = "UTC"
     duration: int | None = None
 
 

@@ -1417,3 +1417,23 @@ async def test_token_and_existence_are_checked_before_the_body(api: Any) -> None
             f"/v1/bookings/bk_{'0' * 26}/{action}?token=ctk_nope", {"reason": 5}, key=None
         )
         error(unknown, 404, "not_found")
+
+
+async def test_overlong_time_zone_names_are_invalid_zones(api: Any) -> None:
+    et = await make_event_type(api)
+    start = at(future_day(), 10)
+    single = await api.post(
+        "/v1/bookings", invitee(et["id"], start, invitee_timezone="Europe/" + "x" * 80), key=None
+    )
+    group = await api.post(
+        "/v1/bookings",
+        {
+            "event_type_id": et["id"],
+            "start_time": start,
+            "attendees": [{"name": "A", "email": "a@example.com", "timezone": "x" * 100}],
+        },
+        key=None,
+    )
+    assert single.status_code == group.status_code == 422
+    assert single.json()["error"]["details"] == {"invitee_timezone": "Invalid IANA time zone"}
+    assert group.json()["error"]["details"] == {"attendees.0.timezone": "Invalid IANA time zone"}
