@@ -218,23 +218,6 @@ def _check_attendees(people: list[dict[str, Any]], max_attendees: int) -> None:
         seen.add(email)
 
 
-def _period_bounds(
-    start: datetime, timezone: str, period: str
-) -> tuple[date, datetime | None, datetime | None]:
-    """The cap period containing `start`: its key and its [from, to) instants (None = open)."""
-    tz = zone(timezone)
-    first = slots.cap_period_start(start, tz, period)
-    if period == "total":
-        return first, None, None
-    if period == "daily":
-        following = first + timedelta(days=1)
-    elif period == "weekly":
-        following = first + timedelta(days=7)
-    else:
-        following = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
-    return first, slots.local_instant(first, 0, tz), slots.local_instant(following, 0, tz)
-
-
 def _assigned(context: schedule.Context, member_id: UUID) -> dict[str, Any] | None:
     if not context.is_round_robin:
         return None
@@ -338,7 +321,7 @@ async def create(
     booking_id = ids.new_uuid()
     cap = et["booking_cap"]
     period, period_from, period_to = (
-        _period_bounds(start, et["timezone"], et["booking_cap_period"])
+        slots.cap_period_bounds(start, zone(et["timezone"]), et["booking_cap_period"])
         if cap
         else (None, None, None)
     )
@@ -594,8 +577,9 @@ async def _move(
         await conn.execute(SQL["release_seats"], row["hold_id"], row["attendee_count"])
         cap = et["booking_cap"]
         if cap is not None:
-            old = _period_bounds(row["start_at"], et["timezone"], et["booking_cap_period"])
-            new = _period_bounds(start, et["timezone"], et["booking_cap_period"])
+            tz, period = zone(et["timezone"]), et["booking_cap_period"]
+            old = slots.cap_period_bounds(row["start_at"], tz, period)
+            new = slots.cap_period_bounds(start, tz, period)
             if old[0] != new[0]:
                 await conn.execute(SQL["release_cap"], et["id"], old[0])
                 taken = await conn.fetchval(

@@ -100,6 +100,23 @@ def cap_period_start(instant: datetime, zone: ZoneInfo, period: str) -> date:
     raise ValueError(f"Unknown booking cap period: {period!r}")
 
 
+def cap_period_bounds(
+    instant: datetime, zone: ZoneInfo, period: str
+) -> tuple[date, datetime | None, datetime | None]:
+    """The cap period containing instant: its start date and its [from, to) instants in UTC
+    (both None for `total`, which has no bounds)."""
+    first = cap_period_start(instant, zone, period)
+    if period == "total":
+        return first, None, None
+    if period == "daily":
+        following = first + timedelta(days=1)
+    elif period == "weekly":
+        following = first + timedelta(days=7)
+    else:
+        following = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
+    return first, local_instant(first, 0, zone), local_instant(following, 0, zone)
+
+
 class _Busy:
     """One host's busy time, sorted once so each candidate is checked by bisection.
 

@@ -21,6 +21,7 @@ from app.domain.slots import (
     Rule,
     Slot,
     Window,
+    cap_period_bounds,
     cap_period_start,
     find_slot,
     local_instant,
@@ -1078,3 +1079,50 @@ def test_property_more_holds_never_add_slots(sc: Scenario, data: st.DataObject) 
         assert slot.start in previous
         assert set(slot.free_hosts) <= set(previous[slot.start].free_hosts)
     assert after.capped == before.capped
+
+
+@pytest.mark.parametrize(
+    ("instant", "zone_name", "period", "expected"),
+    [
+        # December rolls into the next year; the bounds are local midnights in UTC.
+        (
+            "2026-12-31T23:30:00+00:00",
+            "UTC",
+            "monthly",
+            (date(2026, 12, 1), "2026-12-01T00:00:00+00:00", "2027-01-01T00:00:00+00:00"),
+        ),
+        # A New York week across the fall-back change is 7 days and 1 hour long.
+        (
+            "2026-11-03T15:00:00+00:00",
+            "America/New_York",
+            "weekly",
+            (date(2026, 11, 2), "2026-11-02T05:00:00+00:00", "2026-11-09T05:00:00+00:00"),
+        ),
+        (
+            "2026-10-31T12:00:00+00:00",
+            "America/New_York",
+            "weekly",
+            (date(2026, 10, 26), "2026-10-26T04:00:00+00:00", "2026-11-02T05:00:00+00:00"),
+        ),
+        # The spring-forward day is 23 hours.
+        (
+            "2026-03-08T12:00:00+00:00",
+            "America/New_York",
+            "daily",
+            (date(2026, 3, 8), "2026-03-08T05:00:00+00:00", "2026-03-09T04:00:00+00:00"),
+        ),
+        ("2026-03-08T12:00:00+00:00", "Asia/Kolkata", "total", (date(1, 1, 1), None, None)),
+    ],
+)
+def test_cap_period_bounds(
+    instant: str, zone_name: str, period: str, expected: tuple[date, str | None, str | None]
+) -> None:
+    first, low, high = cap_period_bounds(
+        datetime.fromisoformat(instant), ZoneInfo(zone_name), period
+    )
+    assert first == expected[0]
+    assert (low.isoformat() if low else None, high.isoformat() if high else None) == expected[1:]
+    # The instant lies inside its own period, and the period starts on its start date.
+    if low is not None and high is not None:
+        assert low <= datetime.fromisoformat(instant) < high
+        assert low.astimezone(ZoneInfo(zone_name)).date() == first
