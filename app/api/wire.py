@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime
 from typing import Any, Generic, TypeVar
+from uuid import UUID
 
 import msgspec
 from litestar import Response
@@ -202,6 +203,19 @@ def parse_instant(value: str) -> datetime | None:
     except msgspec.ValidationError:
         return None
     return parsed.astimezone(UTC) if parsed.tzinfo else None
+
+
+def query_choice(name: str, value: str | None, choices: tuple[str, ...]) -> str | None:
+    if value is not None and value not in choices:
+        raise ValidationFailed.field(name, "Must be one of: " + ", ".join(choices))
+    return value
+
+
+def filter_id(prefix: str, value: str | None) -> UUID | None:
+    """A list filter's id: a malformed one matches nothing (an empty list, not an error)."""
+    if value is None:
+        return None
+    return ids.decode(prefix, value) or UUID(int=0)
 
 
 def limit_param(value: str | None) -> int:

@@ -1261,6 +1261,8 @@ async def test_list_filter_errors(api: Any) -> None:
     ):
         body = error(await api.get(f"/v1/bookings?{query}"), 422, "validation_error")
         assert body["details"], query
+    status = error(await api.get("/v1/bookings?status=done"), 422, "validation_error")
+    assert status["details"] == {"status": "Must be one of: pending_payment, confirmed, cancelled"}
 
 
 async def test_list_updated_since(api: Any, pool: Pool) -> None:
