@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
 from app.db import Pool, create_pool
+from app.domain.schedule import Definitions
 from app.settings import Settings
 
 
@@ -14,6 +15,8 @@ from app.settings import Settings
 class Resources:
     pool: Pool
     redis: Redis
+    # Event type definitions this process has read (checked by revision wherever relied on).
+    definitions: Definitions = field(default_factory=Definitions)
 
     @classmethod
     async def open(cls, settings: Settings) -> Resources:

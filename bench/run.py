@@ -208,7 +208,13 @@ async def _event_type(
         if old.member_id != host:  # the owner, added by create
             await event_types.remove_host(conn, principal, uuid, _uuid("host", old.id))
     await availability.put_rules(conn, principal, uuid, _ALL_DAY, now=now)
-    return {"id": created.id, "uuid": str(uuid), "host": str(_uuid("mem", host))}
+    revision = await conn.fetchval("select revision from event_types where id = $1", uuid)
+    return {
+        "id": created.id,
+        "uuid": str(uuid),
+        "host": str(_uuid("mem", host)),
+        "revision": str(revision),
+    }
 
 
 def _uuid(prefix: str, public_id: str) -> UUID:
@@ -617,10 +623,12 @@ _INSERT_VALUES = {
     30: "NULL",
     31: ":kinds",
     32: f"array[{_UUID7}, {_UUID7}]",
+    33: "(per script)",
 }
-# schedule_context as bookings.create calls it (schedule.load): span = [start, start + 8h)
-# widened by the 120-minute buffer margin and the 32-day cap margin.
-_CONTEXT_VALUES = {
+# schedule_state as bookings.create calls it for round-robin and group event types
+# (schedule.load): span = [start, start + 8h) widened by the 120-minute buffer margin and the
+# 32-day cap margin. A single-host, single-seat booking (the free-slot load) reads nothing.
+_STATE_VALUES = {
     1: "(per script)",
     2: "NULL",
     3: "NULL",
@@ -664,10 +672,10 @@ def pgbench_scripts(
             "\\set caps_from :start - 2764800\n"
             "\\set caps_to :start + 2793600\n"
         )
-        mine = {1: f":event_type_{k}", 4: f":event_type_{k}", 5: f":host_{k}"}
-        body = _statement("insert_booking", _INSERT_VALUES | {4: mine[4], 5: mine[5]})
+        mine = {4: f":event_type_{k}", 5: f":host_{k}", 33: f":revision_{k}"}
+        body = _statement("insert_booking", _INSERT_VALUES | mine)
         if with_read:
-            body = _statement("schedule_context", _CONTEXT_VALUES | {1: mine[1]}) + body
+            body = _statement("schedule_state", _STATE_VALUES | {1: mine[4]}) + body
         path = directory / f"{'read_insert' if with_read else 'insert'}_{k}.sql"
         path.write_text(header + body)
         scripts.append(path)
@@ -702,6 +710,7 @@ def pgbench_scripts(
     for k, et in enumerate(seed.free):
         defines[f"event_type_{k}"] = et["uuid"]
         defines[f"host_{k}"] = et["host"]
+        defines[f"revision_{k}"] = et["revision"]
     return scripts, [f"{k}={v}" for k, v in defines.items()]
 
 
@@ -838,7 +847,7 @@ def render(report: dict[str, Any]) -> str:
     ]
     for key, title in (
         ("pgbench_insert", "insert_booking"),
-        ("pgbench_read_insert", "schedule_context + insert_booking"),
+        ("pgbench_read_insert", "schedule_state + insert_booking"),
     ):
         run = report.get(key)
         if run:

@@ -118,7 +118,7 @@ async def search_slots(
         duration=query_int("duration", duration, low=1, high=1440),
     )
     async with resources.pool.acquire() as conn:
-        return await schedule.search(conn, caller, query, now=utcnow())
+        return await schedule.search(conn, resources.definitions, caller, query, now=utcnow())
 
 
 HANDLERS = [get_rules, put_rules, get_overrides, put_overrides, search_slots]

@@ -64,6 +64,7 @@ async def create_booking(
             conn,
             caller,
             data,
+            definitions=resources.definitions,
             redis=_redis(resources, settings),
             payments_enabled=settings.stripe_secret_key is not None,
             now=now,
@@ -195,7 +196,12 @@ async def reschedule_booking(
         row = await bookings.authorize(conn, _id(booking_id), caller=caller, token=token)
         data = decode_body(body, request.headers.get("content-type"), RescheduleRequest)
         return await bookings.reschedule(
-            conn, row, data, redis=_redis(resources, settings), now=utcnow()
+            conn,
+            row,
+            data,
+            definitions=resources.definitions,
+            redis=_redis(resources, settings),
+            now=utcnow(),
         )
 
 

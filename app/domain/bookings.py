@@ -22,6 +22,7 @@ from app.domain.emails import EmailAddress, normalize_email
 from app.domain.timezones import zone
 from app.errors import (
     AlreadyCancelled,
+    AppError,
     BadRequest,
     BookingCapReached,
     Conflict,
@@ -260,6 +261,10 @@ class _Taken(Exception):
     """A concurrent booking holds the range: the hold was skipped and the transaction undone."""
 
 
+class _Stale(Exception):
+    """The event type changed since its definition was read: nothing was written."""
+
+
 async def _insert_booking(conn: Connection, capped: bool, *args: Any) -> Any:
     """insert_booking; if the slot was taken meanwhile, nothing of it is kept.
 
@@ -269,14 +274,34 @@ async def _insert_booking(conn: Connection, capped: bool, *args: Any) -> Any:
     """
     if not capped:
         row: Any = await conn.fetchrow(SQL["insert_booking"], *args)
+        if not row["unchanged"]:
+            raise _Stale
         if row["id"] is None:
             raise _Taken
         return row
     async with conn.transaction():
         row = await conn.fetchrow(SQL["insert_booking"], *args)
+        if not row["unchanged"]:
+            raise _Stale
         if row["within_cap"] and row["id"] is None:
             raise _Taken
     return row
+
+
+# Tries per request when the event type changes under it (each one re-reads it).
+_STALE_ATTEMPTS = 3
+
+
+def _needs_state(definition: schedule.Definition) -> bool:
+    """Whether deciding a booking needs the hosts' holds and round-robin stats.
+
+    A single-host, single-seat booking does not: the engine checks the slot against the rules
+    alone, and insert_booking is the check against everything else with the same outcome the
+    engine would give: the exclusion constraint refuses a busy range (409 slot_unavailable)
+    and the cap counter a full period (409 booking_cap_reached). That saves a read per booking.
+    Round robin needs the holds to pick a free host, a group slot its seats left.
+    """
+    return definition.is_round_robin or definition.rules.max_attendees > 1
 
 
 async def create(
@@ -284,18 +309,61 @@ async def create(
     caller: Principal | None,
     data: BookingCreate,
     *,
+    definitions: schedule.Definitions,
     redis: Redis | None,
     payments_enabled: bool,
     now: datetime,
 ) -> Booking:
-    """Book an offered slot (checks in the order of spec §5.2; the database decides races)."""
+    """Book an offered slot (checks in the order of spec §5.2; the database decides races).
+
+    The event type's definition usually comes from this process's cache. It is checked by the
+    statement that relies on it: the state read, or insert_booking's revision guard (a stale
+    one writes nothing and the booking is decided again). An error decided from a cached
+    definition alone is confirmed by reading it again before it is answered.
+    """
     people = _attendees(data)
     event_type_id = ids.decode("evt", data.event_type_id)
     if event_type_id is None:
         raise NotFound.of("Event type", data.event_type_id)
     start = data.start_time.astimezone(now.tzinfo)
-    span = (start, start + timedelta(minutes=480))
-    context = await schedule.load(conn, caller, event_type_id, span=span, now=now)
+    definition, fresh = await schedule.definition(conn, definitions, caller, event_type_id)
+    for _ in range(_STALE_ATTEMPTS):
+        error: AppError | None
+        if _needs_state(definition):
+            span = (start, start + timedelta(minutes=480))
+            context = await schedule.load(
+                conn, definitions, caller, event_type_id, span=span, now=now
+            )
+            fresh = True  # the state read checked the revision
+        else:
+            context = schedule.Context(definition=definition)
+        try:
+            slot, duration = _decide(context, data, people, start, payments_enabled, now)
+        except AppError as exc:
+            if fresh:
+                raise
+            error = exc
+        else:
+            try:
+                return await _book(conn, context, slot, duration, data, people, start, redis, now)
+            except _Stale:
+                error = None
+        known = context.definition.revision
+        definition, fresh = await schedule.reload(conn, definitions, caller, event_type_id), True
+        if error is not None and definition.revision == known:
+            raise error  # the definition was current: the error stands
+    raise Conflict("The event type changed while it was being booked; try again")
+
+
+def _decide(
+    context: schedule.Context,
+    data: BookingCreate,
+    people: list[dict[str, Any]],
+    start: datetime,
+    payments_enabled: bool,
+    now: datetime,
+) -> tuple[slots.Slot, int]:
+    """The offered slot to book and the duration, or the error for this request."""
     et = context.row
     duration = context.duration(data.duration)
     _check_attendees(people, et["max_attendees"])
@@ -317,7 +385,22 @@ async def create(
         )
     if slot is None:
         raise SlotUnavailable()
+    return slot, duration
 
+
+async def _book(
+    conn: Connection,
+    context: schedule.Context,
+    slot: slots.Slot,
+    duration: int,
+    data: BookingCreate,
+    people: list[dict[str, Any]],
+    start: datetime,
+    redis: Redis | None,
+    now: datetime,
+) -> Booking:
+    """Insert the booking with the first free host that takes it (raises _Stale)."""
+    et = context.row
     booking_id = ids.new_uuid()
     cap = et["booking_cap"]
     period, period_from, period_to = (
@@ -341,6 +424,7 @@ async def create(
             primary["email"], primary["timezone"], len(people), people, emails, data.notes,
             data.metadata, token, et["location"], meeting_url, now, ids.new_uuid(),
             et["max_attendees"], cap, period, period_from, period_to, kinds, outbox_ids,
+            et["revision"],
         )  # fmt: skip
 
     single_seat = et["max_attendees"] == 1
@@ -365,7 +449,23 @@ async def create(
                 continue
             if not row["within_cap"]:
                 raise BookingCapReached()
-            return booking_from_row(row)
+            # The row as stored, from what was written (the statement returns only its id).
+            return booking_from_row(
+                {
+                    "id": booking_id, "organization_id": et["organization_id"],
+                    "event_type_id": et["id"], "status": status, "is_test": et["is_test"],
+                    "start_at": start, "end_at": slot.end, "duration_minutes": duration,
+                    "invitee_name": primary["name"], "invitee_email": primary["email"],
+                    "invitee_timezone": primary["timezone"], "attendee_count": len(people),
+                    "attendees": people, "notes": data.notes, "metadata": data.metadata,
+                    "cancel_token": token, "assigned_host": _assigned(context, host),
+                    "calendar_connection_id": None, "calendar_event_id": None,
+                    "meeting_url": meeting_url, "location": et["location"],
+                    "reschedule_count": 0, "reschedule_reason": None, "cancelled_at": None,
+                    "cancel_reason": None, "cancelled_by": None,
+                    "created_at": now, "updated_at": now,
+                }
+            )  # fmt: skip
     raise SlotUnavailable()
 
 
@@ -462,6 +562,7 @@ async def reschedule(
     row: Any,
     data: RescheduleRequest,
     *,
+    definitions: schedule.Definitions,
     redis: Redis | None,
     now: datetime,
 ) -> Booking:
@@ -478,7 +579,9 @@ async def reschedule(
     duration = row["duration_minutes"]
     span = (new_start, new_start + timedelta(minutes=duration))
     try:
-        context = await schedule.load(conn, None, row["event_type_id"], span=span, now=now)
+        context = await schedule.load(
+            conn, definitions, None, row["event_type_id"], span=span, now=now
+        )
     except NotFound:
         raise Conflict("The event type is no longer bookable") from None
     et = context.row

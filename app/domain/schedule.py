@@ -29,21 +29,86 @@ class HostInfo(msgspec.Struct, frozen=True):
     priority: int
 
 
-class Context(msgspec.Struct, frozen=True, kw_only=True):
-    """An event type with its hosts (preference order) and their busy time in a range."""
+class Definition(msgspec.Struct, frozen=True, kw_only=True):
+    """What the engine reads of an event type that changes only when it is edited."""
 
     row: Any
     rules: slots.EventTypeRules
     hosts: tuple[HostInfo, ...]
-    holds: tuple[slots.Hold, ...]
-    hold_ids: tuple[UUID, ...]
-    cap_counts: dict[date, int]
-    recent_bookings: dict[UUID, int]
-    last_booked_at: dict[UUID, datetime]
+
+    @property
+    def revision(self) -> int:
+        return int(self.row["revision"])
 
     @property
     def is_round_robin(self) -> bool:
         return bool(self.row["assignment_strategy"] == "round_robin")
+
+    def visible_to(self, principal: Principal | None) -> bool:
+        """Active, and in the key's organization and mode (public callers: any)."""
+        row = self.row
+        if principal is None:
+            return bool(row["active"])
+        return bool(
+            row["active"]
+            and row["organization_id"] == principal.organization_id
+            and row["is_test"] == principal.is_test
+        )
+
+
+class Definitions:
+    """Event type definitions cached by one process, at most `size` of them.
+
+    An entry is never trusted alone: whatever relies on it names its revision to the database
+    in the same statement (schedule_state returns the current one, insert_booking refuses a
+    stale one), so an edit made through any process takes effect at once everywhere.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._entries: dict[UUID, Definition] = {}
+
+    def cached(self, event_type_id: UUID) -> Definition | None:
+        return self._entries.get(event_type_id)
+
+    async def load(self, conn: Connection, event_type_id: UUID) -> Definition | None:
+        """Read the definition (None: no such event type) and cache it."""
+        row = await conn.fetchrow(SQL["event_type_definition"], event_type_id)
+        if row is None:
+            self._entries.pop(event_type_id, None)
+            return None
+        if len(self._entries) >= self.size and event_type_id not in self._entries:
+            del self._entries[next(iter(self._entries))]  # the oldest entry
+        definition = _definition(row)
+        self._entries[event_type_id] = definition
+        return definition
+
+
+class Context(msgspec.Struct, frozen=True, kw_only=True):
+    """An event type's definition with its hosts' busy time in a range."""
+
+    definition: Definition
+    holds: tuple[slots.Hold, ...] = ()
+    hold_ids: tuple[UUID, ...] = ()
+    cap_counts: dict[date, int] = msgspec.field(default_factory=dict)
+    recent_bookings: dict[UUID, int] = msgspec.field(default_factory=dict)
+    last_booked_at: dict[UUID, datetime] = msgspec.field(default_factory=dict)
+
+    @property
+    def row(self) -> Any:
+        return self.definition.row
+
+    @property
+    def rules(self) -> slots.EventTypeRules:
+        return self.definition.rules
+
+    @property
+    def hosts(self) -> tuple[HostInfo, ...]:
+        return self.definition.hosts
+
+    @property
+    def is_round_robin(self) -> bool:
+        return self.definition.is_round_robin
 
     def candidates(self) -> list[UUID]:
         """Hosts to evaluate: all of them for round robin, else the primary host only."""
@@ -82,19 +147,50 @@ class Context(msgspec.Struct, frozen=True, kw_only=True):
         return int(value)
 
 
+async def definition(
+    conn: Connection,
+    definitions: Definitions,
+    principal: Principal | None,
+    event_type_id: UUID,
+) -> tuple[Definition, bool]:
+    """The event type's definition and whether it was read just now (else: from the cache,
+    possibly stale until a statement checks its revision). A cached definition that would
+    answer 404 is read again first."""
+    cached = definitions.cached(event_type_id)
+    if cached is not None and cached.visible_to(principal):
+        return cached, False
+    return await reload(conn, definitions, principal, event_type_id), True
+
+
+async def reload(
+    conn: Connection,
+    definitions: Definitions,
+    principal: Principal | None,
+    event_type_id: UUID,
+) -> Definition:
+    """The event type's definition read now (and cached), or 404 for this caller."""
+    loaded = await definitions.load(conn, event_type_id)
+    if loaded is None or not loaded.visible_to(principal):
+        raise NotFound.of("Event type", ids.encode("evt", event_type_id))
+    return loaded
+
+
 async def load(
     conn: Connection,
+    definitions: Definitions,
     principal: Principal | None,
     event_type_id: UUID,
     *,
     span: tuple[datetime, datetime],
     now: datetime,
 ) -> Context:
-    """The event type (visible to the caller, active) and its hosts' busy time around `span`."""
+    """The event type (visible to the caller, active) and its hosts' busy time around `span`:
+    the state read decides visibility and the revision, the definition comes from the cache
+    when that revision matches."""
     org = principal.organization_id if principal else None
     mode = principal.is_test if principal else None
-    row = await conn.fetchrow(
-        SQL["schedule_context"],
+    state = await conn.fetchrow(
+        SQL["schedule_state"],
         event_type_id,
         org,
         mode,
@@ -104,12 +200,17 @@ async def load(
         span[1] + _CAP_MARGIN,
         now - ROUND_ROBIN_WINDOW,
     )
-    if row is None or not row["active"]:
+    if state is None or not state["active"]:
         raise NotFound.of("Event type", ids.encode("evt", event_type_id))
-    return _context(row)
+    found = definitions.cached(event_type_id)
+    if found is None or found.revision != state["revision"]:
+        found = await definitions.load(conn, event_type_id)
+        if found is None:  # deleted between the two reads
+            raise NotFound.of("Event type", ids.encode("evt", event_type_id))
+    return _context(found, state)
 
 
-def _context(row: Any) -> Context:
+def _definition(row: Any) -> Definition:
     overrides: dict[date, tuple[slots.Window, ...]] = {
         date.fromisoformat(day): tuple(slots.Window(a, b) for a, b in windows)
         for day, windows in row["overrides"]
@@ -128,9 +229,20 @@ def _context(row: Any) -> Context:
         booking_cap=row["booking_cap"],
         booking_cap_period=row["booking_cap_period"],
     )
+    return Definition(
+        row=row,
+        rules=rules,
+        hosts=tuple(
+            HostInfo(UUID(h["member_id"]), h["name"], h["email"], h["priority"])
+            for h in row["hosts"]
+        ),
+    )
+
+
+def _context(definition: Definition, state: Any) -> Context:
     holds = []
     hold_ids = []
-    for host, event_type, start, end, busy_start, busy_end, seats, hold_id in row["holds"]:
+    for host, event_type, start, end, busy_start, busy_end, seats, hold_id in state["holds"]:
         holds.append(
             slots.Hold(
                 UUID(host),
@@ -144,17 +256,12 @@ def _context(row: Any) -> Context:
         )
         hold_ids.append(UUID(hold_id))
     return Context(
-        row=row,
-        rules=rules,
-        hosts=tuple(
-            HostInfo(UUID(h["member_id"]), h["name"], h["email"], h["priority"])
-            for h in row["hosts"]
-        ),
+        definition=definition,
         holds=tuple(holds),
         hold_ids=tuple(hold_ids),
-        cap_counts={date.fromisoformat(d): n for d, n in row["cap_counts"]},
-        recent_bookings={UUID(m): n for m, n, _ in row["round_robin"]},
-        last_booked_at={UUID(m): _instant(t) for m, _, t in row["round_robin"]},
+        cap_counts={date.fromisoformat(d): n for d, n in state["cap_counts"]},
+        recent_bookings={UUID(m): n for m, n, _ in state["round_robin"]},
+        last_booked_at={UUID(m): _instant(t) for m, _, t in state["round_robin"]},
     )
 
 
@@ -185,7 +292,12 @@ class AvailabilityQuery(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def search(
-    conn: Connection, principal: Principal | None, query: AvailabilityQuery, *, now: datetime
+    conn: Connection,
+    definitions: Definitions,
+    principal: Principal | None,
+    query: AvailabilityQuery,
+    *,
+    now: datetime,
 ) -> Availability:
     """Open slots of an event type between two local dates (inclusive, at most 30 days)."""
     event_type_id = ids.decode("evt", query.event_type_id)
@@ -197,7 +309,7 @@ async def search(
     if (query.end - query.start).days > 29:
         raise ValidationFailed.field("end", "Range must be at most 30 days")
     window = slots.query_window(query.start, query.end, tz)
-    context = await load(conn, principal, event_type_id, span=window, now=now)
+    context = await load(conn, definitions, principal, event_type_id, span=window, now=now)
     duration = context.duration(query.duration)
     result = offer(context, window=window, duration=duration, now=now)
     group = context.rules.max_attendees > 1

@@ -3,6 +3,8 @@ select * from availability_rules where event_type_id = $1
 order by day_of_week, start_minute;
 
 -- name: delete_rules
+-- The first statement of every rules change: it increments the event type's revision.
+with touched as (update event_types set revision = revision + 1 where id = $1)
 delete from availability_rules where event_type_id = $1;
 
 -- name: insert_rules
@@ -12,12 +14,14 @@ from unnest($3::uuid[], $4::smallint[], $5::smallint[], $6::smallint[])
     as r(id, day_of_week, start_minute, end_minute);
 
 -- name: set_timezone
-update event_types set timezone = $2, updated_at = $3 where id = $1;
+update event_types set timezone = $2, updated_at = $3, revision = revision + 1 where id = $1;
 
 -- name: list_overrides
 select day, windows from date_overrides where event_type_id = $1 order by day;
 
 -- name: delete_overrides
+-- The first statement of every overrides change: it increments the event type's revision.
+with touched as (update event_types set revision = revision + 1 where id = $1)
 delete from date_overrides where event_type_id = $1;
 
 -- name: insert_overrides

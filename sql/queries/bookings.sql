@@ -1,7 +1,7 @@
--- name: schedule_context
--- Everything the slot engine needs, in one round trip: the event type ($2/$3 null = public),
--- its hosts, rules and overrides, the hosts' active holds overlapping [$4, $5) in the event
--- type's mode, active bookings per cap period within [$6, $7), and round-robin stats since $8.
+-- name: event_type_definition
+-- What the slot engine reads of an event type that changes only when someone edits it: the
+-- row (with its revision), its hosts in preference order, rules and overrides. API processes
+-- cache it (schedule.Definitions); schedule_state and insert_booking check its revision.
 select e.*,
     (select coalesce(json_agg(json_build_object(
                 'member_id', h.member_id, 'name', m.name, 'email', m.email, 'priority', h.priority)
@@ -11,7 +11,16 @@ select e.*,
     (select coalesce(json_agg(json_build_array(r.day_of_week, r.start_minute, r.end_minute)), '[]')
      from availability_rules r where r.event_type_id = e.id) as rules,
     (select coalesce(json_agg(json_build_array(o.day, o.windows)), '[]')
-     from date_overrides o where o.event_type_id = e.id) as overrides,
+     from date_overrides o where o.event_type_id = e.id) as overrides
+from event_types e
+where e.id = $1 and e.deleted_at is null;
+
+-- name: schedule_state
+-- What changes with every booking, in one round trip: the event type's revision (null row =
+-- not found for this caller; $2/$3 null = public), the hosts' active holds overlapping
+-- [$4, $5) in the event type's mode, active bookings per cap period within [$6, $7), and
+-- round-robin stats since $8.
+select e.revision, e.active,
     (select coalesce(json_agg(json_build_array(
                 s.host_member_id, s.event_type_id, s.start_at, s.end_at,
                 lower(s.busy), upper(s.busy), s.seats, s.id)), '[]')
@@ -42,7 +51,9 @@ where e.id = $1 and e.deleted_at is null
   and ($3::boolean is null or e.is_test = $3);
 
 -- name: insert_booking
--- One statement, run in a transaction by the caller:
+-- One statement (in a transaction when there is a cap, see bookings._insert_booking):
+--   unchanged: the event type still has revision $33, the one the booking was decided
+--          against (a cached definition); if not, nothing is written;
 --   cap:   conditional increment of the period's counter (G2); within_cap false = the period
 --          is full;
 --   hold:  the host's slot; slot_holds_no_overlap (exclusion) is the real double-booking guard
@@ -58,8 +69,12 @@ where e.id = $1 and e.deleted_at is null
 -- $13 invitee name, $14 email, $15 timezone, $16 attendee count, $17 attendees,
 -- $18 attendee emails, $19 notes, $20 metadata, $21 cancel token, $22 location,
 -- $23 meeting url, $24 now, $25 hold id, $26 capacity, $27 cap (null = none),
--- $28 period start, $29 period from, $30 period to, $31 outbox kinds, $32 outbox ids
-with cap as (
+-- $28 period start, $29 period from, $30 period to, $31 outbox kinds, $32 outbox ids,
+-- $33 event type revision.
+-- Returns the booking id (null: nothing written), unchanged and within_cap.
+with unchanged as (
+    select 1 from event_types where id = $4 and revision = $33
+), cap as (
     insert into cap_counters as c (event_type_id, period_start, bookings)
     select $4, $28, n.n + 1
     from (
@@ -68,12 +83,12 @@ with cap as (
           and ($29::timestamptz is null or start_at >= $29)
           and ($30::timestamptz is null or start_at < $30)
     ) n
-    where $27::integer is not null and n.n < $27
+    where $27::integer is not null and n.n < $27 and exists (select 1 from unchanged)
     on conflict (event_type_id, period_start)
     do update set bookings = c.bookings + 1 where c.bookings < $27
     returning 1
 ), gate as (
-    select 1 where $27::integer is null or exists (select 1 from cap)
+    select 1 from unchanged where $27::integer is null or exists (select 1 from cap)
 ), seat as (
     update slot_holds s set seats = s.seats + $16, capacity = $26
     from gate
@@ -106,13 +121,14 @@ with cap as (
     select $1, $2, $3, $4, hold.id, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
         $17, $18, $19, $20, $21, $22, $23, $24, $24
     from hold
-    returning *
+    returning id
 ), outbox_rows as (
     insert into outbox (id, organization_id, is_test, kind, booking_id, available_at, created_at)
     select k.id, $2, $3, k.kind, booking.id, $24, $24
     from booking, unnest($31::text[], $32::uuid[]) as k(kind, id)
 )
-select booking.*, exists (select 1 from gate) as within_cap
+select booking.id, exists (select 1 from unchanged) as unchanged,
+    exists (select 1 from gate) as within_cap
 from (select) as one left join booking on true;
 
 -- name: get_booking

@@ -64,7 +64,8 @@ update event_types set
     waitlist_enabled = $24,
     conferencing_provider = $25,
     location = $26,
-    updated_at = $27
+    updated_at = $27,
+    revision = revision + 1
 where id = $1 and organization_id = $2 and is_test = $3 and deleted_at is null
 returning *;
 
@@ -93,7 +94,7 @@ order by id
 limit $5;
 
 -- name: delete_event_type
-update event_types set deleted_at = $4, updated_at = $4
+update event_types set deleted_at = $4, updated_at = $4, revision = revision + 1
 where id = $1 and organization_id = $2 and is_test = $3 and deleted_at is null
 returning id;
 
@@ -115,6 +116,8 @@ where h.event_type_id = $1
 order by h.priority, h.created_at, h.id;
 
 -- name: insert_host
+-- Host changes increment the event type's revision (see 0002_event_type_revision.sql).
+with touched as (update event_types set revision = revision + 1 where id = $2)
 insert into event_type_hosts (id, event_type_id, member_id, priority, created_at)
 values ($1, $2, $3, $4, $5)
 on conflict (event_type_id, member_id) do nothing
@@ -124,4 +127,5 @@ returning id;
 select count(*) from event_type_hosts where event_type_id = $1;
 
 -- name: delete_host
+with touched as (update event_types set revision = revision + 1 where id = $2)
 delete from event_type_hosts where id = $1 and event_type_id = $2 returning id;

@@ -26,4 +26,9 @@ where h.member_id = $1
   );
 
 -- name: delete_member
+-- Removing a member removes its host rows (cascade): their event types change revision.
+with touched as (
+    update event_types set revision = revision + 1
+    where id in (select event_type_id from event_type_hosts where member_id = $1)
+)
 delete from members where id = $1 and organization_id = $2 and role <> 'owner' returning id;

@@ -20,6 +20,7 @@ from app import ids
 from app.clock import utcnow
 from app.db import Pool
 from app.domain import bookings
+from app.domain.schedule import Definitions
 from app.locks import slot_lock_key
 from app.main import create_app
 from app.resources import Resources
@@ -347,7 +348,9 @@ async def test_cancel_waiting_on_a_reschedule_frees_the_new_slot(api: Api, pool:
             conn, uuid_of(booking["id"]), caller=None, token=booking["cancel_token"]
         )
         request = bookings.RescheduleRequest(new_start_time=datetime.fromisoformat(at(later, 10)))
-        await bookings.reschedule(conn, row, request, redis=None, now=utcnow())
+        await bookings.reschedule(
+            conn, row, request, definitions=Definitions(), redis=None, now=utcnow()
+        )
         # ... while the invitee cancels: the cancel waits for the booking's row lock.
         cancel = asyncio.ensure_future(
             api.post(
