@@ -297,7 +297,7 @@ def _needs_state(definition: schedule.Definition) -> bool:
 
     A single-host, single-seat booking does not: the engine checks the slot against the rules
     alone, and insert_booking is the check against everything else with the same outcome the
-    engine would give: the exclusion constraint refuses a busy range (409 slot_unavailable)
+    engine would give: the exclusion constraint refuses a busy range (409 conflict)
     and the cap counter a full period (409 booking_cap_reached). That saves a read per booking.
     Round robin needs the holds to pick a free host, a group slot its seats left.
     """

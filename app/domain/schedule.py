@@ -68,6 +68,9 @@ class Definitions:
         self.size = size
         self._entries: dict[UUID, Definition] = {}
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
     def cached(self, event_type_id: UUID) -> Definition | None:
         return self._entries.get(event_type_id)
 
