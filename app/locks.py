@@ -14,12 +14,14 @@ import asyncio
 import logging
 import secrets
 import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from uuid import UUID
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 log = logging.getLogger("astrocal")
@@ -40,6 +42,17 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+
+
+_SCRIPTS: weakref.WeakKeyDictionary[Redis, dict[str, AsyncScript]] = weakref.WeakKeyDictionary()
+
+
+def _script(redis: Redis, source: str) -> AsyncScript:
+    """The client's script object for `source`, made once (it hashes the source)."""
+    scripts = _SCRIPTS.setdefault(redis, {})
+    if source not in scripts:
+        scripts[source] = redis.register_script(source)
+    return scripts[source]
 
 
 def slot_lock_key(host_id: UUID, start: datetime, *, is_test: bool) -> str:
@@ -83,8 +96,9 @@ async def slot_lock(
     finally:
         if claim.acquired:
             try:
-                finish = redis.register_script(_FINISH)
-                await finish(keys=[key], args=[token, claim.outcome, SLOT_BOOKED_TTL_MS])
+                await _script(redis, _FINISH)(
+                    keys=[key], args=[token, claim.outcome, SLOT_BOOKED_TTL_MS]
+                )
             except RedisError as exc:  # the key dies by its TTL; the database already decided
                 log.warning("slot lock release failed: %s", exc)
 
@@ -100,8 +114,9 @@ async def slot_freed(redis: Redis | None, host_id: UUID, start: datetime, *, is_
     if redis is None:
         return
     try:
-        clear = redis.register_script(_CLEAR)
-        await clear(keys=[slot_lock_key(host_id, start, is_test=is_test)], args=[BOOKED])
+        await _script(redis, _CLEAR)(
+            keys=[slot_lock_key(host_id, start, is_test=is_test)], args=[BOOKED]
+        )
     except RedisError as exc:  # the mark expires within SLOT_BOOKED_TTL_MS anyway
         log.warning("could not clear a slot mark: %s", exc)
 

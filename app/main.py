@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Litestar
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.middleware import DefineMiddleware
 from litestar.types import ASGIApp
 
@@ -139,11 +139,15 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Litest
         finally:
             await opened.close()
 
-    def provide_resources() -> Resources:
-        return holder["resources"]
-
     def provide_settings() -> Settings:
         return settings
+
+    def provide_resources(settings: NamedDependency[Settings]) -> Resources:
+        # Takes settings only to put the two on different levels of the dependency graph:
+        # Litestar resolves a level of two or more in an anyio task group, which cost ~3% of
+        # a booking's CPU for two values that are already at hand.
+        del settings
+        return holder["resources"]
 
     origins = tuple(o.strip() for o in settings.cors_allow_origins.split(",") if o.strip())
 
