@@ -32,6 +32,9 @@ SLOT_LOCK_TTL_MS = 5_000
 SLOT_BOOKED_TTL_MS = 500
 SLOT_LOCK_WAIT_SECONDS = 2.0
 SLOT_LOCK_POLL_SECONDS = 0.005
+# Each lock command's own bound. The client has no socket_timeout (see resources.py): redis-py
+# would wrap every send in asyncio.wait_for, a task per command.
+REDIS_COMMAND_SECONDS = 1.0
 BOOKED = b"booked"
 
 # Only the holder (its token) may release the key or replace it with `booked`.
@@ -96,10 +99,14 @@ async def slot_lock(
     finally:
         if claim.acquired:
             try:
-                await _script(redis, _FINISH)(
-                    keys=[key], args=[token, claim.outcome, SLOT_BOOKED_TTL_MS]
-                )
-            except RedisError as exc:  # the key dies by its TTL; the database already decided
+                async with asyncio.timeout(REDIS_COMMAND_SECONDS):
+                    await _script(redis, _FINISH)(
+                        keys=[key], args=[token, claim.outcome, SLOT_BOOKED_TTL_MS]
+                    )
+            except (
+                RedisError,
+                TimeoutError,
+            ) as exc:  # the key dies by its TTL; the database already decided
                 log.warning("slot lock release failed: %s", exc)
 
 
@@ -114,10 +121,11 @@ async def slot_freed(redis: Redis | None, host_id: UUID, start: datetime, *, is_
     if redis is None:
         return
     try:
-        await _script(redis, _CLEAR)(
-            keys=[slot_lock_key(host_id, start, is_test=is_test)], args=[BOOKED]
-        )
-    except RedisError as exc:  # the mark expires within SLOT_BOOKED_TTL_MS anyway
+        async with asyncio.timeout(REDIS_COMMAND_SECONDS):
+            await _script(redis, _CLEAR)(
+                keys=[slot_lock_key(host_id, start, is_test=is_test)], args=[BOOKED]
+            )
+    except (RedisError, TimeoutError) as exc:  # the mark expires within SLOT_BOOKED_TTL_MS anyway
         log.warning("could not clear a slot mark: %s", exc)
 
 
@@ -125,9 +133,10 @@ async def _acquire(redis: Redis, key: str, token: str) -> bool:
     deadline = time.monotonic() + SLOT_LOCK_WAIT_SECONDS
     try:
         while True:
-            if await redis.set(key, token, nx=True, px=SLOT_LOCK_TTL_MS):
-                return True
-            holder = await redis.get(key)
+            async with asyncio.timeout(REDIS_COMMAND_SECONDS):
+                if await redis.set(key, token, nx=True, px=SLOT_LOCK_TTL_MS):
+                    return True
+                holder = await redis.get(key)
             if holder == BOOKED:
                 raise SlotTaken
             if holder is None:  # released meanwhile: try again at once
@@ -135,6 +144,6 @@ async def _acquire(redis: Redis, key: str, token: str) -> bool:
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(SLOT_LOCK_POLL_SECONDS)
-    except RedisError as exc:
-        log.warning("slot lock unavailable, continuing without it: %s", exc)
+    except (RedisError, TimeoutError) as exc:
+        log.warning("slot lock unavailable, continuing without it: %r", exc)
         return False

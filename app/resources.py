@@ -21,7 +21,9 @@ class Resources:
     @classmethod
     async def open(cls, settings: Settings) -> Resources:
         pool = await create_pool(settings.database_url, max_size=settings.database_pool_size)
-        redis = Redis.from_url(settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        # No socket_timeout: with one, redis-py runs every send through asyncio.wait_for (a
+        # task per command, ~30% of a slot lock's CPU). Callers bound their own commands.
+        redis = Redis.from_url(settings.redis_url, socket_connect_timeout=1.0)
         return cls(pool=pool, redis=redis)
 
     async def close(self) -> None:

@@ -35,6 +35,11 @@ import httpx
 
 TIMEOUT_SECONDS = 30.0
 _PATH = "/v1/bookings"
+# Requests per connection before the client reconnects. The API's workers share one listening
+# socket and each keeps the connections it happened to accept: with connections held for a
+# whole run, one worker could serve most of them and leave a core idle (runs at ~75% busy).
+# Reconnecting spreads them again, like clients coming and going behind a load balancer.
+REQUESTS_PER_CONNECTION = 100
 
 
 class RawConnection:
@@ -48,12 +53,17 @@ class RawConnection:
             "Content-Type: application/json\r\nContent-Length: "
         ).encode()
         self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self.sent = 0
 
     async def post(self, body: bytes) -> tuple[int, bytes]:
         try:
             async with asyncio.timeout(TIMEOUT_SECONDS):
+                if self.sent >= REQUESTS_PER_CONNECTION:
+                    await self.aclose()
                 if self.streams is None:
                     self.streams = await asyncio.open_connection(self.host, self.port)
+                    self.sent = 0
+                self.sent += 1
                 reader, writer = self.streams
                 writer.write(b"%s%d\r\n\r\n%s" % (self.prefix, len(body), body))
                 head = await reader.readuntil(b"\r\n\r\n")

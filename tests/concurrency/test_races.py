@@ -404,6 +404,37 @@ async def test_redis_down_still_books_exactly_once(
     assert len(await active_bookings(pool, api.org.organization_id)) == 1
 
 
+async def test_a_redis_that_never_answers_delays_but_never_fails_a_booking(
+    api: Api, pool: Pool, settings: Settings
+) -> None:
+    """A hung Redis (it accepts connections, reads commands and answers nothing): each lock
+    command gives up after REDIS_COMMAND_SECONDS and the database decides alone."""
+
+    async def swallow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(4096):
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    hung = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=0.5)
+    app = create_app(settings, Resources(pool=pool, redis=hung))
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            stalled = Api(client, api.org)
+            et = await make_event_type(stalled)
+            start = at(future_day(), 10)
+            async with asyncio.timeout(10):
+                responses = await post_all(stalled, [invitee(et["id"], start, n) for n in range(5)])
+    finally:
+        await hung.aclose()
+        server.close()
+        await server.wait_closed()
+    assert codes(responses) == {(201, None): 1, (409, "conflict"): 4}
+    assert len(await active_bookings(pool, api.org.organization_id)) == 1
+
+
 async def test_a_stuck_slot_lock_never_causes_a_conflict(api: Api, redis: Redis) -> None:
     et = await make_event_type(api)
     start = at(future_day(), 12)
