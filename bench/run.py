@@ -866,8 +866,8 @@ def render(report: dict[str, Any]) -> str:
         (run, "insert_booking" + (" (best: the ratio's limit)" if run is best else ""))
         for run in report.get("pgbench_insert_runs", [])
     ]
-    reads = [(report["pgbench_read_insert"], "schedule_state + insert_booking")]
-    for run, title in inserts + (reads if "pgbench_read_insert" in report else []):
+    reads = [(report.get("pgbench_read_insert"), "schedule_state + insert_booking")]
+    for run, title in inserts + reads:
         if run:
             lines += [
                 "",
