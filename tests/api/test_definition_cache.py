@@ -8,6 +8,7 @@ booking or searching through it), edits through `api`, and then books through `e
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import date
 from typing import Any
 
 import httpx
@@ -38,12 +39,18 @@ async def _book(api: Api, event_type_id: str, start: str, n: int = 0, **extra: A
     return await api.post("/v1/bookings", invitee(event_type_id, start, n, **extra), key=None)
 
 
-async def _cached(process: tuple[Api, Resources], event_type: dict[str, Any], start: str) -> None:
-    """Make `process` cache the event type's current definition by booking through it."""
+async def _cached(
+    api: Api, process: tuple[Api, Resources], **fields: Any
+) -> tuple[dict[str, Any], date]:
+    """A new event type (09:00-17:00 every day) whose definition `process` has cached, by
+    booking 09:00 of the day returned through it."""
+    event_type = await make_event_type(api, **fields)
+    day = future_day()
     client, resources = process
-    response = await _book(client, event_type["id"], start, 99)
+    response = await _book(client, event_type["id"], at(day, 9), 99)
     assert response.status_code == 201, response.text
     assert len(resources.definitions) == 1
+    return event_type, day
 
 
 async def _revision(pool: Pool, event_type_id: str) -> int:
@@ -57,9 +64,7 @@ async def _revision(pool: Pool, event_type_id: str) -> int:
 async def test_new_rules_count_in_a_process_that_cached_the_old_ones(
     api: Api, elsewhere: tuple[Api, Resources]
 ) -> None:
-    et = await make_event_type(api)  # 09:00-17:00 every day
-    day = future_day()
-    await _cached(elsewhere, et, at(day, 9))
+    et, day = await _cached(api, elsewhere)
     rules = [{"day_of_week": d, "start_time": "12:00", "end_time": "17:00"} for d in range(7)]
     response = await api.put(f"/v1/event-types/{et['id']}/availability", {"rules": rules})
     assert response.status_code == 200, response.text
@@ -71,9 +76,7 @@ async def test_new_rules_count_in_a_process_that_cached_the_old_ones(
 async def test_new_overrides_count_in_a_process_that_cached_the_old_ones(
     api: Api, elsewhere: tuple[Api, Resources]
 ) -> None:
-    et = await make_event_type(api)
-    day = future_day()
-    await _cached(elsewhere, et, at(day, 9))
+    et, day = await _cached(api, elsewhere)
     response = await api.put(
         f"/v1/event-types/{et['id']}/date-overrides",
         {"overrides": [{"date": day.isoformat(), "windows": []}]},
@@ -85,9 +88,7 @@ async def test_new_overrides_count_in_a_process_that_cached_the_old_ones(
 async def test_deactivated_or_deleted_event_type_is_not_bookable_elsewhere(
     api: Api, elsewhere: tuple[Api, Resources]
 ) -> None:
-    et = await make_event_type(api)
-    day = future_day()
-    await _cached(elsewhere, et, at(day, 9))
+    et, day = await _cached(api, elsewhere)
     assert (await api.patch(f"/v1/event-types/{et['id']}", {"active": False})).status_code == 200
     error(await _book(elsewhere[0], et["id"], at(day, 10)), 404, "not_found")
     assert (await api.patch(f"/v1/event-types/{et['id']}", {"active": True})).status_code == 200
@@ -100,9 +101,7 @@ async def test_an_error_decided_from_a_stale_definition_is_not_answered(
     api: Api, elsewhere: tuple[Api, Resources]
 ) -> None:
     """The cached definition allows 30 minutes only; the edit allows 60 too."""
-    et = await make_event_type(api, duration_minutes=30)
-    day = future_day()
-    await _cached(elsewhere, et, at(day, 9))
+    et, day = await _cached(api, elsewhere, duration_minutes=30)
     response = await api.patch(f"/v1/event-types/{et['id']}", {"duration_options": [30, 60]})
     assert response.status_code == 200, response.text
     booking = await _book(elsewhere[0], et["id"], at(day, 10), duration=60)
@@ -113,9 +112,7 @@ async def test_an_error_decided_from_a_stale_definition_is_not_answered(
 async def test_a_new_host_takes_bookings_in_a_process_that_cached_the_old_one(
     api: Api, elsewhere: tuple[Api, Resources]
 ) -> None:
-    et = await make_event_type(api)
-    day = future_day()
-    await _cached(elsewhere, et, at(day, 9))
+    et, day = await _cached(api, elsewhere)
     member = await api.post("/v1/members", {"email": "new-host@example.com", "name": "New"})
     assert member.status_code == 201, member.text
     new = member.json()["id"]

@@ -385,19 +385,25 @@ async def test_cancel_waiting_on_a_reschedule_frees_the_new_slot(api: Api, pool:
 # Without Redis, and with a stuck lock -------------------------------------------------------
 
 
+async def _race_one_slot(api: Api, pool: Pool, settings: Settings, redis: Redis, n: int) -> Any:
+    """n concurrent bookings of one slot through an app whose Redis is `redis`."""
+    app = create_app(settings, Resources(pool=pool, redis=redis))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        cut_off = Api(client, api.org)
+        et = await make_event_type(cut_off)
+        start = at(future_day(), 10)
+        async with asyncio.timeout(10):
+            return await post_all(cut_off, [invitee(et["id"], start, k) for k in range(n)])
+
+
 async def test_redis_down_still_books_exactly_once(
     api: Api, pool: Pool, settings: Settings, unused_tcp_port: int
 ) -> None:
     # Nothing listens on the port: every lock attempt fails and the request goes on.
     down = Redis.from_url(f"redis://127.0.0.1:{unused_tcp_port}/0", socket_connect_timeout=0.5)
-    app = create_app(settings, Resources(pool=pool, redis=down))
     try:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            offline = Api(client, api.org)
-            et = await make_event_type(offline)
-            start = at(future_day(), 10)
-            responses = await post_all(offline, [invitee(et["id"], start, n) for n in range(20)])
+        responses = await _race_one_slot(api, pool, settings, down, 20)
     finally:
         await down.aclose()
     assert codes(responses) == {(201, None): 1, (409, "conflict"): 19}
@@ -418,15 +424,8 @@ async def test_a_redis_that_never_answers_delays_but_never_fails_a_booking(
     server = await asyncio.start_server(swallow, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     hung = Redis.from_url(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=0.5)
-    app = create_app(settings, Resources(pool=pool, redis=hung))
     try:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            stalled = Api(client, api.org)
-            et = await make_event_type(stalled)
-            start = at(future_day(), 10)
-            async with asyncio.timeout(10):
-                responses = await post_all(stalled, [invitee(et["id"], start, n) for n in range(5)])
+        responses = await _race_one_slot(api, pool, settings, hung, 5)
     finally:
         await hung.aclose()
         server.close()
