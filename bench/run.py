@@ -634,13 +634,9 @@ _INSERT_VALUES = {
     24: ":now",
     25: _UUID7,
     26: ":capacity",
-    27: "NULL",
-    28: "NULL",
-    29: "NULL",
-    30: "NULL",
-    31: ":kinds",
-    32: f"array[{_UUID7}, {_UUID7}]",
-    33: "(per script)",
+    27: ":kinds",
+    28: f"array[{_UUID7}, {_UUID7}]",
+    29: "(per script)",
 }
 # schedule_state as bookings.create calls it for round-robin and group event types
 # (schedule.load): span = [start, start + 8h) widened by the 120-minute buffer margin and the
@@ -689,7 +685,7 @@ def pgbench_scripts(
             "\\set caps_from :start - 2764800\n"
             "\\set caps_to :start + 2793600\n"
         )
-        mine = {4: f":event_type_{k}", 5: f":host_{k}", 33: f":revision_{k}"}
+        mine = {4: f":event_type_{k}", 5: f":host_{k}", 29: f":revision_{k}"}
         body = _statement("insert_booking", _INSERT_VALUES | mine)
         if with_read:
             body = _statement("schedule_state", _STATE_VALUES | {1: mine[4]}) + body

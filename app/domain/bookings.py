@@ -265,14 +265,16 @@ class _Stale(Exception):
     """The event type changed since its definition was read: nothing was written."""
 
 
-async def _insert_booking(conn: Connection, capped: bool, *args: Any) -> Any:
-    """insert_booking; if the slot was taken meanwhile, nothing of it is kept.
+async def _insert_booking(conn: Connection, cap: tuple[Any, ...] | None, *args: Any) -> Any:
+    """insert_booking, or insert_capped_booking with the cap's parameters; if the slot was
+    taken meanwhile, nothing of it is kept.
 
     With a cap, the statement's counter increment must be undone when its hold was skipped,
     so it runs in a transaction that is rolled back. Without one, a skipped hold leaves nothing
     to undo, and the statement runs alone: one round trip instead of three.
     """
-    if not capped:
+    *booking, kinds, outbox_ids, revision = args
+    if cap is None:
         row: Any = await conn.fetchrow(SQL["insert_booking"], *args)
         if not row["unchanged"]:
             raise _Stale
@@ -280,7 +282,9 @@ async def _insert_booking(conn: Connection, capped: bool, *args: Any) -> Any:
             raise _Taken
         return row
     async with conn.transaction():
-        row = await conn.fetchrow(SQL["insert_booking"], *args)
+        row = await conn.fetchrow(
+            SQL["insert_capped_booking"], *booking, *cap, kinds, outbox_ids, revision
+        )
         if not row["unchanged"]:
             raise _Stale
         if row["within_cap"] and row["id"] is None:
@@ -403,10 +407,11 @@ async def _book(
     et = context.row
     booking_id = ids.new_uuid()
     cap = et["booking_cap"]
-    period, period_from, period_to = (
-        slots.cap_period_bounds(start, zone(et["timezone"]), et["booking_cap_period"])
-        if cap
-        else (None, None, None)
+    # insert_capped_booking's cap, period start and the period's bounds
+    capped = (
+        None
+        if cap is None
+        else (cap, *slots.cap_period_bounds(start, zone(et["timezone"]), et["booking_cap_period"]))
     )
     status = "confirmed"
     kinds = ["booking.created", "booking.confirmed"]
@@ -423,8 +428,7 @@ async def _book(
             et["buffer_before_minutes"], et["buffer_after_minutes"], primary["name"],
             primary["email"], primary["timezone"], len(people), people, emails, data.notes,
             data.metadata, token, et["location"], meeting_url, now, ids.new_uuid(),
-            et["max_attendees"], cap, period, period_from, period_to, kinds, outbox_ids,
-            et["revision"],
+            et["max_attendees"], kinds, outbox_ids, et["revision"],
         )  # fmt: skip
 
     single_seat = et["max_attendees"] == 1
@@ -434,9 +438,7 @@ async def _book(
         for _ in range(1 if single_seat else 2):
             try:
                 async with slot_lock(redis, host, start, is_test=et["is_test"]) as claim:
-                    row = await _retrying_deadlocks(
-                        _insert_booking, conn, cap is not None, *params(host)
-                    )
+                    row = await _retrying_deadlocks(_insert_booking, conn, capped, *params(host))
                     if single_seat and row["within_cap"]:
                         claim.booked()
             except SlotTaken:  # the request ahead booked this host: try the next one

@@ -51,19 +51,74 @@ where e.id = $1 and e.deleted_at is null
   and ($3::boolean is null or e.is_test = $3);
 
 -- name: insert_booking
--- One statement (in a transaction when there is a cap, see bookings._insert_booking):
---   unchanged: the event type still has revision $33, the one the booking was decided
+-- One statement, one round trip, no transaction around it; insert_capped_booking is its twin
+-- for event types with a cap (kept apart so that this one's generic plan is as cheap as a
+-- custom one: PostgreSQL then plans it once per connection instead of at every execution,
+-- which cost more than executing it):
+--   unchanged: the event type still has revision $29, the one the booking was decided
 --          against (a cached definition); if not, nothing is written;
---   cap:   conditional increment of the period's counter (G2); within_cap false = the period
---          is full;
 --   hold:  the host's slot; slot_holds_no_overlap (exclusion) is the real double-booking guard
 --          (G1) and the seats CHECK keeps group slots within capacity; a seat in an existing
 --          group slot updates its row, anything else inserts a new hold. That insert names no
 --          conflict target, so every unique and exclusion index arbitrates: a concurrent
---          overlapping insert is waited for and then skipped (no row: the caller rolls back
---          and answers 409), instead of the two waiting on each other's exclusion check until
---          PostgreSQL aborts one of them as a deadlock;
+--          overlapping insert is waited for and then skipped (no row: 409), instead of the two
+--          waiting on each other's exclusion check until PostgreSQL aborts one as a deadlock;
 --   booking and its outbox rows.
+-- $1 booking id, $2 org, $3 is_test, $4 event type, $5 host member, $6 assigned_host,
+-- $7 status, $8 start, $9 end, $10 duration, $11 buffer before, $12 buffer after,
+-- $13 invitee name, $14 email, $15 timezone, $16 attendee count, $17 attendees,
+-- $18 attendee emails, $19 notes, $20 metadata, $21 cancel token, $22 location,
+-- $23 meeting url, $24 now, $25 hold id, $26 capacity, $27 outbox kinds, $28 outbox ids,
+-- $29 event type revision.
+-- Returns the booking id (null: nothing written), unchanged and within_cap (always true).
+with unchanged as (
+    select 1 from event_types where id = $4 and revision = $29
+), seat as (
+    update slot_holds s set seats = s.seats + $16, capacity = $26
+    from unchanged
+    where s.event_type_id = $4 and s.host_member_id = $5 and s.start_at = $8 and s.end_at = $9
+      and s.seats > 0
+    returning s.id
+), fresh as (
+    insert into slot_holds (
+        id, organization_id, is_test, host_member_id, event_type_id, start_at, end_at, busy,
+        seats, capacity
+    )
+    select $25, $2, $3, $5, $4, $8, $9,
+        tstzrange($8::timestamptz - make_interval(mins => $11::integer),
+            $9::timestamptz + make_interval(mins => $12::integer), '[)'),
+        $16, $26
+    from unchanged
+    where not exists (select 1 from seat)
+    on conflict do nothing
+    returning id
+), hold as (
+    select id from seat union all select id from fresh
+), booking as (
+    insert into bookings (
+        id, organization_id, is_test, event_type_id, hold_id, host_member_id, assigned_host,
+        status, start_at, end_at, duration_minutes, buffer_before_minutes, buffer_after_minutes,
+        invitee_name, invitee_email, invitee_timezone, attendee_count, attendees,
+        attendee_emails, notes, metadata, cancel_token, location, meeting_url,
+        created_at, updated_at
+    )
+    select $1, $2, $3, $4, hold.id, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+        $17, $18, $19, $20, $21, $22, $23, $24, $24
+    from hold
+    returning id
+), outbox_rows as (
+    insert into outbox (id, organization_id, is_test, kind, booking_id, available_at, created_at)
+    select k.id, $2, $3, k.kind, booking.id, $24, $24
+    from booking, unnest($27::text[], $28::uuid[]) as k(kind, id)
+)
+select booking.id, exists (select 1 from unchanged) as unchanged, true as within_cap
+from (select) as one left join booking on true;
+
+-- name: insert_capped_booking
+-- insert_booking for an event type with a cap (keep the two alike), run in a transaction that
+-- is rolled back when the hold is skipped: it also takes a place in the period's counter (G2),
+-- a conditional increment that rebuilds a missing counter from the bookings; within_cap false
+-- means the period is full and nothing else was written.
 -- $1 booking id, $2 org, $3 is_test, $4 event type, $5 host member, $6 assigned_host,
 -- $7 status, $8 start, $9 end, $10 duration, $11 buffer before, $12 buffer after,
 -- $13 invitee name, $14 email, $15 timezone, $16 attendee count, $17 attendees,
