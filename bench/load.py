@@ -165,6 +165,7 @@ class Tally:
             "max_ms": round(ordered[-1] * 1000, 2) if ordered else None,
             "errors": self.errors,
             "sent": self.sent,
+            "latencies_ms": [round(x * 1000, 3) for x in ordered],
         }
 
 

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib.util
+import itertools
 import json
 import os
 import platform
@@ -28,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -66,8 +68,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--duration",
         type=float,
-        default=20.0,
-        help="measured seconds of the free-slot phase and of each pgbench run",
+        default=10.0,
+        help="measured seconds of each round's free-slot phase and of each pgbench run",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="free-slot phases, each followed by pgbench's insert at every client count, so "
+        "that both sample the machine alike when its speed drifts",
     )
     parser.add_argument(
         "--warmup", type=float, default=3.0, help="seconds of free-slot load before measuring"
@@ -138,8 +147,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="JSON report (default: bench/results/latest.json)",
     )
     args = parser.parse_args(argv)
-    if min(args.concurrency, args.contended_concurrency, args.api_workers) < 1:
-        parser.error("--concurrency, --contended-concurrency and --api-workers must be >= 1")
+    if min(args.concurrency, args.contended_concurrency, args.api_workers, args.rounds) < 1:
+        parser.error(
+            "--concurrency, --contended-concurrency, --api-workers and --rounds must be >= 1"
+        )
+    if args.rounds * len(args.pgbench_clients) + 1 > 30:
+        parser.error("at most 29 pgbench runs (--rounds x client counts)")
     if not all(1 <= c <= 256 for c in args.pgbench_clients):
         parser.error("--pgbench-clients must be 1-256")
     return args
@@ -818,16 +831,19 @@ def render(report: dict[str, Any]) -> str:
         f"{m.get('postgres', '?')}, Python {m['python']}; "
         f"{m.get('busy_before_percent')}% busy before the run",
         f"config    api-workers={cfg['api_workers']} concurrency={cfg['concurrency']} "
-        f"pool={cfg['pool_size']} duration={cfg['duration']}s warmup={cfg['warmup']}s "
+        f"pool={cfg['pool_size']} rounds={cfg['rounds']} duration={cfg['duration']}s "
+        f"warmup={cfg['warmup']}s "
         f"pgbench-clients={','.join(map(str, cfg['pgbench_clients']))} "
         f"client={cfg['client']} ({cfg['services']})",
     ]
     free = report["free"]
+    by_round = "  ".join(f"{r['bookings_per_s']:.1f}" for r in report["free_rounds"])
     lines += [
         "",
-        "free slots (every request a distinct free slot)",
+        f"free slots (every request a distinct free slot; {len(report['free_rounds'])} rounds)",
         f"  bookings/s        {free['bookings_per_s']:.1f}   ({free['created']} x 201 "
         f"in {free['elapsed_s']:.1f}s; requests/s {free['requests_per_s']:.1f})",
+        f"  by round          {by_round}",
         f"  latency           p50 {_ms(free['p50_ms'])}   p90 {_ms(free['p90_ms'])}   "
         f"p99 {_ms(free['p99_ms'])}   max {_ms(free['max_ms'])}",
         f"  other statuses    {_other(free['statuses'], '201')}",
@@ -854,8 +870,9 @@ def render(report: dict[str, Any]) -> str:
         f"  overlapping bookings {ch['overlapping_bookings']}   seat overflows "
         f"{ch['seat_overflows']}   cap overflows {ch['cap_overflows']}   hold mismatches "
         f"{ch['hold_mismatches']}   bookings without outbox rows {ch['bookings_without_outbox']}",
-        f"  bookings in the database {ch['rows_bookings']}, 201s answered "
-        f"{report['created_total']}",
+        f"  bookings the API stored {report['api_rows']}, 201s answered "
+        f"{report['created_total']} (with pgbench's rounds: {ch['rows_bookings']} in the "
+        "database)",
     ]
     best = report.get("pgbench_insert")
     inserts = [
@@ -870,6 +887,11 @@ def render(report: dict[str, Any]) -> str:
                 f"pgbench: {title}",
                 f"  tps               {run['tps'] or 0:.1f}   (-c {run['clients']}, latency avg "
                 f"{_ms(run['latency_avg_ms'])}, failed {run['failed']})",
+                *(
+                    [f"  by round          {_tps(run['tps_by_round'])}"]
+                    if "tps_by_round" in run
+                    else []
+                ),
                 *_cpu_lines(run),
             ]
     after = report.get("checks_after_pgbench")
@@ -879,14 +901,20 @@ def render(report: dict[str, Any]) -> str:
             f"bookings in the database {after['rows_bookings']}"
         )
     ratio = report.get("ratio")
+    rounds = "  ".join("-" if r is None else f"{r:.3f}" for r in report.get("round_ratios", []))
     lines += [
         "",
         f"RATIO     API bookings/s / pgbench insert tps = "
         f"{'-' if ratio is None else f'{ratio:.3f}'}   (target >= 0.3)",
+        *([f"          by round (each against its own best pgbench): {rounds}"] if rounds else []),
         f"RESULT    {'FAILED: ' + '; '.join(report['failures']) if report['failures'] else 'ok'}",
         "",
     ]
     return "\n".join(lines)
+
+
+def _tps(values: list[float | None]) -> str:
+    return "  ".join(f"{v or 0:.1f}" for v in values)
 
 
 def _other(statuses: dict[str, int], *expected: str) -> str:
@@ -942,6 +970,7 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
             "concurrency": args.concurrency,
             "pool_size": args.pool_size,
             "duration": args.duration,
+            "rounds": args.rounds,
             "warmup": args.warmup,
             "contended_duration": args.contended_duration,
             "contended_concurrency": args.contended_concurrency,
@@ -979,28 +1008,57 @@ def _bench(args: argparse.Namespace, report: dict[str, Any], dsn: str, redis_url
         "contended": seeded.contended,
         "max_waves": 700,  # days left in the 730-day window after the first one
     }
+    binary = None if args.no_pgbench else pgbench_binary()
+    if binary is None and not args.no_pgbench:
+        print("pgbench not found (install postgresql-client): no ratio", flush=True)
+    runs = itertools.count()  # each pgbench run books its own series of slots
+
+    def pgbench(with_read: bool, clients: int) -> dict[str, Any]:
+        assert binary is not None  # only called with pgbench found
+        scripts, defines = pgbench_scripts(
+            seeded, RESULTS_DIR / "pgbench", with_read=with_read, run=next(runs)
+        )
+        what = "schedule_state + insert_booking" if with_read else "insert_booking"
+        print(f"pgbench {what}: {args.duration:g}s, {clients} clients ...", flush=True)
+        cpu: dict[str, Any] = {}
+        asyncio.run(checkpoint(dsn))
+        with cpu_share(None, args.database_name, cpu):
+            result = run_pgbench(
+                binary, dsn, scripts, defines, clients=clients, seconds=args.duration
+            )
+        return result | cpu
+
     server = ApiServer(args, dsn=dsn, redis_url=redis_url, secret=secret)
+    free_rounds: list[dict[str, Any]] = []
+    pgbench_rounds: list[list[dict[str, Any]]] = []
     try:
         server.wait_ready()
         plan["base_url"] = server.base_url
-        print(
-            f"free slots: {args.warmup:g}s warm-up + {args.duration:g}s, "
-            f"{args.concurrency} clients, {args.api_workers} API worker(s) ...",
-            flush=True,
-        )
-        free_plan = plan | {
-            "phase": "free",
-            "duration": args.duration,
-            "first_day": tomorrow.isoformat(),
-        }
-        cpu: dict[str, Any] = {}
-        asyncio.run(checkpoint(dsn))
-        with cpu_share(server.process.pid, args.database_name, cpu):
-            report["free"] = run_load(free_plan, timeout=args.warmup + args.duration + 120)
-        report["free"].update(cpu)
+        for round_ in range(args.rounds):
+            warmup = args.warmup if round_ == 0 else min(args.warmup, 1.0)
+            print(
+                f"round {round_ + 1}/{args.rounds}: free slots, {warmup:g}s warm-up + "
+                f"{args.duration:g}s, {args.concurrency} clients, {args.api_workers} API "
+                "worker(s) ...",
+                flush=True,
+            )
+            free_plan = plan | {
+                "phase": "free",
+                "warmup": warmup,
+                "duration": args.duration,
+                # Each round books its own days (a round makes at most ~30 days of slots).
+                "first_day": (tomorrow + timedelta(days=2 + 90 * round_)).isoformat(),
+            }
+            cpu: dict[str, Any] = {}
+            asyncio.run(checkpoint(dsn))
+            with cpu_share(server.process.pid, args.database_name, cpu):
+                result = run_load(free_plan, timeout=warmup + args.duration + 120)
+            free_rounds.append(result | cpu)
+            if binary is not None:  # the API waits, idle, while pgbench runs
+                pgbench_rounds.append([pgbench(False, c) for c in args.pgbench_clients])
         if args.contended_duration > 0:
             print(f"contended slots: {args.contended_duration:g}s ...", flush=True)
-            # The free phase walks forward from tomorrow on other event types; days do not matter.
+            # The free rounds walk forward from their days on other event types.
             contended_plan = plan | {
                 "concurrency": args.contended_concurrency,
                 "phase": "contended",
@@ -1013,6 +1071,7 @@ def _bench(args: argparse.Namespace, report: dict[str, Any], dsn: str, redis_url
                     contended_plan, timeout=args.contended_duration + 120
                 )
             report["contended"].update(cpu)
+            del report["contended"]["latencies_ms"]
     except BaseException:
         print(server.log_tail(), file=sys.stderr)
         raise
@@ -1020,50 +1079,105 @@ def _bench(args: argparse.Namespace, report: dict[str, Any], dsn: str, redis_url
         server.stop()
     if "error" in server.log_tail().lower():
         report["api_log_tail"] = server.log_tail()  # tracebacks of 500s land here
+    report["free_rounds"] = free_rounds
+    report["free"] = merged_load(free_rounds)
     print("checking the bookings ...", flush=True)
     report["checks"] = asyncio.run(check(dsn))
-    report["api_rows"] = report["checks"]["rows_bookings"]
+    report["api_rows"] = asyncio.run(api_bookings(dsn))
     report["created_total"] = report["free"]["created_total"] + (
         report.get("contended", {}).get("created_total", 0)
     )
-    binary = None if args.no_pgbench else pgbench_binary()
-    if binary is None and not args.no_pgbench:
-        print("pgbench not found (install postgresql-client): no ratio", flush=True)
-    if binary is not None:
-        # insert_booking at each client count (PostgreSQL's best is the limit the API is
-        # compared with), then the state read + insert at the best count.
-        runs = [("pgbench_insert", False, c) for c in args.pgbench_clients]
-        runs.append(("pgbench_read_insert", True, 0))
-        report["pgbench_insert_runs"] = []
-        for run, (key, with_read, clients) in enumerate(runs):
-            if with_read:
-                clients = report["pgbench_insert"]["clients"]
-            scripts, defines = pgbench_scripts(
-                seeded, RESULTS_DIR / "pgbench", with_read=with_read, run=run
-            )
-            print(f"{key}: {args.duration:g}s, {clients} clients ...", flush=True)
-            cpu = {}
-            asyncio.run(checkpoint(dsn))
-            with cpu_share(None, args.database_name, cpu):
-                result = run_pgbench(
-                    binary,
-                    dsn,
-                    scripts,
-                    defines,
-                    clients=clients,
-                    seconds=args.duration,
-                )
-            result.update(cpu)
-            if with_read:
-                report[key] = result
-                continue
-            report["pgbench_insert_runs"].append(result)
-            best = report.get("pgbench_insert")
-            if best is None or (result["tps"] or 0) > (best["tps"] or 0):
-                report[key] = result
-        report["checks_after_pgbench"] = asyncio.run(check(dsn))
-        tps = report["pgbench_insert"]["tps"]
-        report["ratio"] = round(report["free"]["bookings_per_s"] / tps, 3) if tps else None
+    if binary is None:
+        return
+    report["pgbench_rounds"] = pgbench_rounds
+    report["pgbench_insert_runs"] = [
+        merged_pgbench([runs_[k] for runs_ in pgbench_rounds])
+        for k in range(len(args.pgbench_clients))
+    ]
+    best = max(report["pgbench_insert_runs"], key=lambda run: run["tps"] or 0)
+    report["pgbench_insert"] = best
+    report["pgbench_read_insert"] = pgbench(True, best["clients"])
+    report["checks_after_pgbench"] = asyncio.run(check(dsn))
+    report["ratio"] = (
+        round(report["free"]["bookings_per_s"] / best["tps"], 3) if best["tps"] else None
+    )
+    report["round_ratios"] = [
+        round(free["bookings_per_s"] / top, 3)
+        if (top := max(r["tps"] or 0 for r in runs_))
+        else None
+        for free, runs_ in zip(free_rounds, pgbench_rounds, strict=True)
+    ]
+
+
+def merged_load(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The free-slot rounds as one phase: counts and CPU summed, rates over the summed time,
+    percentiles over all the measured requests."""
+    latencies = sorted(x for r in rounds for x in r.pop("latencies_ms"))
+    elapsed = sum(r["elapsed_s"] for r in rounds)
+    created = sum(r["created"] for r in rounds)
+    statuses: Counter[str] = Counter()
+    cpu_seconds: Counter[str] = Counter()
+    cpu_time: Counter[str] = Counter()
+    for r in rounds:
+        statuses.update(r["statuses"])
+        cpu_seconds.update(r.get("cpu_seconds", {}))
+        cpu_time.update({k: v * r["elapsed_s"] for k, v in r.get("cpu_percent", {}).items()})
+
+    def percentile(q: float) -> float | None:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else None
+
+    merged: dict[str, Any] = {
+        "requests": len(latencies),
+        "elapsed_s": round(elapsed, 3),
+        "requests_per_s": round(len(latencies) / elapsed, 1) if elapsed else 0.0,
+        "bookings_per_s": round(created / elapsed, 1) if elapsed else 0.0,
+        "created": created,
+        "created_total": sum(r["created_total"] for r in rounds),
+        "statuses": dict(statuses),
+        "p50_ms": percentile(0.50),
+        "p90_ms": percentile(0.90),
+        "p99_ms": percentile(0.99),
+        "max_ms": latencies[-1] if latencies else None,
+        "errors": [e for r in rounds for e in r["errors"]][:10],
+    }
+    if cpu_seconds:
+        merged["cpu_seconds"] = {k: round(v, 3) for k, v in cpu_seconds.items()}
+        merged["cpu_percent"] = {k: round(v / elapsed, 1) for k, v in cpu_time.items()}
+    return merged
+
+
+def merged_pgbench(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One client count's pgbench runs as one: mean tps and latency (equal durations)."""
+
+    def mean(key: str) -> float | None:
+        values = [r[key] for r in runs if r.get(key) is not None]
+        return round(sum(values) / len(values), 1) if len(values) == len(runs) else None
+
+    cpu_percent: Counter[str] = Counter()
+    for r in runs:
+        cpu_percent.update(r.get("cpu_percent", {}))
+    return {
+        "clients": runs[0]["clients"],
+        "tps": mean("tps"),
+        "tps_by_round": [r["tps"] for r in runs],
+        "latency_avg_ms": mean("latency_avg_ms"),
+        "transactions": sum(int(r.get("transactions") or 0) for r in runs),
+        "failed": sum(r.get("failed") or 0 for r in runs),
+        "returncode": max(r["returncode"] for r in runs),
+        "cpu_percent": {k: round(v / len(runs), 1) for k, v in cpu_percent.items()},
+    }
+
+
+async def api_bookings(dsn: str) -> int:
+    """Bookings the API stored: pgbench's are all from 2100 on."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        count: int = await conn.fetchval(
+            "select count(*) from bookings where start_at < to_timestamp($1)", PGBENCH_EPOCH
+        )
+        return count
+    finally:
+        await conn.close()
 
 
 async def checkpoint(dsn: str) -> None:
