@@ -1021,7 +1021,7 @@ def _bench(args: argparse.Namespace, report: dict[str, Any], dsn: str, redis_url
         what = "schedule_state + insert_booking" if with_read else "insert_booking"
         print(f"pgbench {what}: {args.duration:g}s, {clients} clients ...", flush=True)
         cpu: dict[str, Any] = {}
-        asyncio.run(checkpoint(dsn))
+        asyncio.run(settle(dsn))
         with cpu_share(None, args.database_name, cpu):
             result = run_pgbench(
                 binary, dsn, scripts, defines, clients=clients, seconds=args.duration
@@ -1050,7 +1050,7 @@ def _bench(args: argparse.Namespace, report: dict[str, Any], dsn: str, redis_url
                 "first_day": (tomorrow + timedelta(days=2 + 90 * round_)).isoformat(),
             }
             cpu: dict[str, Any] = {}
-            asyncio.run(checkpoint(dsn))
+            asyncio.run(settle(dsn))
             with cpu_share(server.process.pid, args.database_name, cpu):
                 result = run_load(free_plan, timeout=warmup + args.duration + 120)
             free_rounds.append(result | cpu)
@@ -1180,19 +1180,24 @@ async def api_bookings(dsn: str) -> int:
         await conn.close()
 
 
-async def checkpoint(dsn: str) -> None:
-    """Start a measured phase right after a checkpoint, as every other phase does.
+async def settle(dsn: str) -> None:
+    """Start a measured phase on a vacuumed, checkpointed database, as every other phase does.
 
-    After a checkpoint PostgreSQL writes each page's first change in full to the WAL, so a
-    checkpoint that happened to fall inside one phase and not another (the timed one every
-    5 minutes, or one forced by max_wal_size) made its inserts look up to ~60% dearer.
-    CHECKPOINT needs a superuser (or pg_checkpoint); without one the phases run as they come.
+    The maintenance the previous phase's inserts call for (vacuum, the GIN index's pending
+    list) would otherwise land in whichever phase comes next: one API round after ~100,000
+    pgbench inserts ran at 646 bookings/s against ~1100 before and after it. And after a
+    checkpoint PostgreSQL writes each page's first change in full to the WAL, so a checkpoint
+    that happened to fall inside one phase and not another (the timed one every 5 minutes, or
+    one forced by max_wal_size) made its inserts look up to ~60% dearer. CHECKPOINT needs a
+    superuser (or pg_checkpoint); without one it is left out.
     """
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute("checkpoint")
-    except asyncpg.InsufficientPrivilegeError:
-        pass
+        await conn.execute("vacuum (analyze) bookings, slot_holds, outbox, cap_counters")
+        try:
+            await conn.execute("checkpoint")
+        except asyncpg.InsufficientPrivilegeError:
+            pass
     finally:
         await conn.close()
 
