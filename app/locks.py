@@ -14,14 +14,12 @@ import asyncio
 import logging
 import secrets
 import time
-import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from uuid import UUID
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 log = logging.getLogger("astrocal")
@@ -45,17 +43,6 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-
-
-_SCRIPTS: weakref.WeakKeyDictionary[Redis, dict[str, AsyncScript]] = weakref.WeakKeyDictionary()
-
-
-def _script(redis: Redis, source: str) -> AsyncScript:
-    """The client's script object for `source`, made once (it hashes the source)."""
-    scripts = _SCRIPTS.setdefault(redis, {})
-    if source not in scripts:
-        scripts[source] = redis.register_script(source)
-    return scripts[source]
 
 
 def slot_lock_key(host_id: UUID, start: datetime, *, is_test: bool) -> str:
@@ -100,7 +87,7 @@ async def slot_lock(
         if claim.acquired:
             try:
                 async with asyncio.timeout(REDIS_COMMAND_SECONDS):
-                    await _script(redis, _FINISH)(
+                    await redis.register_script(_FINISH)(
                         keys=[key], args=[token, claim.outcome, SLOT_BOOKED_TTL_MS]
                     )
             except (
@@ -122,7 +109,7 @@ async def slot_freed(redis: Redis | None, host_id: UUID, start: datetime, *, is_
         return
     try:
         async with asyncio.timeout(REDIS_COMMAND_SECONDS):
-            await _script(redis, _CLEAR)(
+            await redis.register_script(_CLEAR)(
                 keys=[slot_lock_key(host_id, start, is_test=is_test)], args=[BOOKED]
             )
     except (RedisError, TimeoutError) as exc:  # the mark expires within SLOT_BOOKED_TTL_MS anyway
