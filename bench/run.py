@@ -1083,7 +1083,7 @@ def _bench(args: argparse.Namespace, report: dict[str, Any], dsn: str, redis_url
     report["free"] = merged_load(free_rounds)
     print("checking the bookings ...", flush=True)
     report["checks"] = asyncio.run(check(dsn))
-    report["api_rows"] = asyncio.run(api_bookings(dsn))
+    report["api_rows"] = report["checks"]["rows_api_bookings"]
     report["created_total"] = report["free"]["created_total"] + (
         report.get("contended", {}).get("created_total", 0)
     )
@@ -1166,18 +1166,6 @@ def merged_pgbench(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "returncode": max(r["returncode"] for r in runs),
         "cpu_percent": {k: round(v / len(runs), 1) for k, v in cpu_percent.items()},
     }
-
-
-async def api_bookings(dsn: str) -> int:
-    """Bookings the API stored: pgbench's are all from 2100 on."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        count: int = await conn.fetchval(
-            "select count(*) from bookings where start_at < to_timestamp($1)", PGBENCH_EPOCH
-        )
-        return count
-    finally:
-        await conn.close()
 
 
 async def settle(dsn: str) -> None:
