@@ -8,16 +8,21 @@ booking or searching through it), edits through `api`, and then books through `e
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import date
+from datetime import date, datetime
 from typing import Any
+from uuid import UUID
 
 import httpx
+import msgspec
 import pytest
 from redis.asyncio import Redis
 
 from app import ids
+from app.clock import utcnow
 from app.db import Pool
+from app.domain import bookings, schedule
 from app.domain.schedule import Definitions
+from app.errors import Conflict
 from app.main import create_app
 from app.resources import Resources
 from app.settings import Settings
@@ -198,3 +203,42 @@ async def test_the_cache_keeps_at_most_its_size(api: Api, pool: Pool) -> None:
     assert len(definitions) == 2
     assert definitions.cached(made[0]) is None  # the oldest went first
     assert definitions.cached(made[2]) is not None
+
+
+class _AlwaysStale(Definitions):
+    """Reads the definition but keeps it with a revision the database never has."""
+
+    async def load(self, conn: Any, event_type_id: UUID) -> schedule.Definition | None:
+        found = await super().load(conn, event_type_id)
+        if found is None:
+            return None
+        stale = msgspec.structs.replace(found, row={**dict(found.row), "revision": -1})
+        self._entries[event_type_id] = stale
+        return stale
+
+
+async def test_a_definition_that_never_matches_gives_up_with_409_and_writes_nothing(
+    api: Api, pool: Pool
+) -> None:
+    et = await make_event_type(api)
+    data = bookings.BookingCreate(
+        event_type_id=et["id"],
+        start_time=datetime.fromisoformat(at(future_day(), 10)),
+        invitee_name="Ann",
+        invitee_email="ann@example.com",
+    )
+    async with pool.acquire() as conn:
+        with pytest.raises(Conflict, match="changed while it was being booked"):
+            await bookings.create(
+                conn,
+                None,
+                data,
+                definitions=_AlwaysStale(),
+                redis=None,
+                payments_enabled=False,
+                now=utcnow(),
+            )
+        written = await conn.fetchval(
+            "select count(*) from bookings where event_type_id = $1", ids.decode("evt", et["id"])
+        )
+    assert written == 0
