@@ -56,7 +56,10 @@ class NotFound(AppError):
 
     @classmethod
     def of(cls, noun: str, public_id: str) -> NotFound:
-        return cls(f"{noun} '{public_id}' not found")
+        """`Booking 'bk_…' not found`; an id that is not printable text is not repeated."""
+        if public_id.isprintable() and 0 < len(public_id) <= 100:
+            return cls(f"{noun} '{public_id}' not found")
+        return cls(f"{noun} not found")
 
 
 class MethodNotAllowed(AppError):

@@ -19,7 +19,7 @@ from app.db import SQL, Connection
 from app.domain import schedule, slots
 from app.domain.api_keys import Principal
 from app.domain.emails import EmailAddress, normalize_email
-from app.domain.timezones import zone
+from app.domain.timezones import Zone, zone
 from app.errors import (
     AlreadyCancelled,
     AppError,
@@ -37,8 +37,6 @@ T = TypeVar("T")
 Status = Literal["pending_payment", "confirmed", "cancelled"]
 Timestamp = Annotated[datetime, Meta(tz=True)]
 Name = Annotated[str, Meta(min_length=1, max_length=255)]
-# Checked against the tz database by zone(); any other length is simply an unknown zone.
-Zone = str
 
 
 class AttendeeIn(msgspec.Struct, frozen=True, kw_only=True):
@@ -60,6 +58,42 @@ class BookingCreate(msgspec.Struct, frozen=True, kw_only=True):
         dict[Annotated[str, Meta(max_length=40)], Annotated[str, Meta(max_length=500)]],
         Meta(max_length=50),
     ] = msgspec.field(default_factory=dict)
+
+
+def _given(name: str, kind: str) -> dict[str, Any]:
+    return {"required": [name], "properties": {name: {"type": kind}}}
+
+
+# The body takes exactly one of the two forms (_attendees() decides it the same way: a form is
+# given by its non-null fields); the schema says so with oneOf.
+BookingCreateBody = Annotated[
+    BookingCreate,
+    Meta(
+        extra_json_schema={
+            "oneOf": [
+                {
+                    "title": "Single form",
+                    "required": ["invitee_name", "invitee_email"],
+                    "properties": {
+                        "invitee_name": {"type": "string"},
+                        "invitee_email": {"type": "string"},
+                    },
+                    "not": _given("attendees", "array"),
+                },
+                {
+                    "title": "Group form",
+                    **_given("attendees", "array"),
+                    "not": {
+                        "anyOf": [
+                            _given("invitee_name", "string"),
+                            _given("invitee_email", "string"),
+                        ]
+                    },
+                },
+            ]
+        }
+    ),
+]
 
 
 class CancelRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -384,9 +418,9 @@ def _decide(
     if slot is None and capped:
         raise BookingCapReached()
     if slot is not None and slot.spots_remaining is not None and slot.spots_remaining < len(people):
-        raise BadRequest(
-            f"Too many attendees: {len(people)}. Only {slot.spots_remaining} spots remain"
-        )
+        left = slot.spots_remaining
+        remain = "1 spot remains" if left == 1 else f"{left} spots remain"
+        raise BadRequest(f"Too many attendees: {len(people)}. Only {remain}")
     if slot is None:
         raise SlotUnavailable()
     return slot, duration

@@ -14,7 +14,7 @@ from msgspec import UNSET, Meta, UnsetType
 from app import ids
 from app.db import SQL, Connection
 from app.domain.api_keys import Principal
-from app.domain.timezones import zone
+from app.domain.timezones import Zone, zone
 from app.errors import Conflict, NotFound, SlugTaken, ValidationFailed
 
 Minutes = Annotated[int, Meta(ge=5, le=480)]
@@ -36,7 +36,7 @@ class EventTypeFields(msgspec.Struct, frozen=True, kw_only=True):
     booking_window_days: Annotated[int, Meta(ge=1, le=730)] = 60
     slot_interval_minutes: Minutes | None = None
     color: Annotated[str, Meta(pattern=r"^#[0-9a-fA-F]{6}$")] = "#3b82f6"
-    timezone: str = "UTC"  # no length cap: checked() answers "Invalid IANA time zone"
+    timezone: Zone = "UTC"  # no length cap: checked() answers "Invalid IANA time zone"
     active: bool = True
     max_attendees: Annotated[int, Meta(ge=1, le=100)] = 1
     price_amount: Annotated[int, Meta(ge=100, le=99_999_999)] | None = None

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
+from msgspec import Meta
 
 from app import ids
 from app.db import SQL, Connection
 from app.domain import slots
 from app.domain.api_keys import Principal
-from app.domain.timezones import zone
+from app.domain.timezones import Zone, zone
 from app.errors import BadRequest, NotFound, ValidationFailed
 
 ROUND_ROBIN_WINDOW = timedelta(days=30)
@@ -275,23 +276,40 @@ def _instant(text: str) -> datetime:
 # GET /v1/availability ------------------------------------------------------------------
 
 
+class Slot(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """An offered slot; the seat counts only for group event types (omitted otherwise)."""
+
+    start_time: datetime
+    end_time: datetime
+    capped: bool  # always false: capped slots are not offered
+    spots_remaining: int | None = None
+    total_capacity: int | None = None
+
+
 class Availability(msgspec.Struct, frozen=True, kw_only=True):
     event_type_id: str
     timezone: str
     start: date
     end: date
     duration: int
-    slots: list[dict[str, Any]]
+    slots: list[Slot]
     capped: bool
     waitlist_available: bool
 
 
 class AvailabilityQuery(msgspec.Struct, frozen=True, kw_only=True):
-    event_type_id: str
-    start: date
-    end: date
-    timezone: str = "UTC"
-    duration: int | None = None
+    """The query of GET /v1/availability."""
+
+    event_type_id: Annotated[str, Meta(description="The event type")]
+    start: Annotated[date, Meta(description="First local date, in `timezone`")]
+    end: Annotated[date, Meta(description="Last local date, inclusive; at most 30 days")]
+    timezone: Annotated[Zone, Meta(description="Zone of the local dates (default UTC)")] = "UTC"
+    duration: (
+        Annotated[
+            int, Meta(ge=1, le=1440, description="Minutes: the default or one of the options")
+        ]
+        | None
+    ) = None
 
 
 async def search(
@@ -316,13 +334,16 @@ async def search(
     duration = context.duration(query.duration)
     result = offer(context, window=window, duration=duration, now=now)
     group = context.rules.max_attendees > 1
-    out = []
-    for slot in result.slots:
-        item: dict[str, Any] = {"start_time": slot.start, "end_time": slot.end, "capped": False}
-        if group:
-            item["spots_remaining"] = slot.spots_remaining
-            item["total_capacity"] = context.rules.max_attendees
-        out.append(item)
+    out = [
+        Slot(
+            start_time=slot.start,
+            end_time=slot.end,
+            capped=False,
+            spots_remaining=slot.spots_remaining if group else None,
+            total_capacity=context.rules.max_attendees if group else None,
+        )
+        for slot in result.slots
+    ]
     waitlist = bool(context.row["waitlist_enabled"]) and (result.capped or not out)
     return Availability(
         event_type_id=query.event_type_id,
