@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import re
 from dataclasses import dataclass
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import msgspec
 from litestar import Litestar, Response
@@ -153,7 +153,8 @@ def _operation(op: _Operation, ref_of: dict[int, Any]) -> dict[str, Any]:
         )
     if spec.request is not None:
         operation["requestBody"] = {
-            "required": True,
+            # An empty body means {} (spec §0.1): it is valid where no field is required.
+            "required": any(f.required for f in msgspec.structs.fields(_struct(spec.request))),
             "content": {"application/json": {"schema": ref_of[id(spec.request)]}},
         }
     success: dict[str, Any] = {"description": "Success"}
@@ -185,6 +186,11 @@ def _operation(op: _Operation, ref_of: dict[int, Any]) -> dict[str, Any]:
         }
     operation["security"] = _security(spec.auth)
     return operation
+
+
+def _struct(kind: Any) -> Any:
+    """A Struct type without its Annotated schema extras."""
+    return get_args(kind)[0] if get_origin(kind) is Annotated else kind
 
 
 def _query_parameters(kind: Any) -> list[dict[str, Any]]:

@@ -313,7 +313,7 @@ def query_date(name: str, value: str) -> date:
 def query_instant(name: str, value: str) -> datetime:
     """An RFC 3339 timestamp with offset, in UTC."""
     try:
-        parsed = msgspec.convert(value, datetime, strict=False)
+        parsed = msgspec.convert(value, datetime)  # strictly RFC 3339 (never "0.5" as a unix time)
     except msgspec.ValidationError:
         parsed = None
     if parsed is None or parsed.tzinfo is None:

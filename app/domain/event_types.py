@@ -19,6 +19,8 @@ from app.errors import Conflict, NotFound, SlugTaken, ValidationFailed
 
 Minutes = Annotated[int, Meta(ge=5, le=480)]
 CapPeriod = Literal["daily", "weekly", "monthly", "total"]
+# checked() refuses repeated values; the schema says so.
+_UNIQUE = {"uniqueItems": True}
 Conferencing = Literal["zoom", "google_meet", "microsoft_teams", "custom", "in_person"]
 
 
@@ -28,7 +30,10 @@ class EventTypeFields(msgspec.Struct, frozen=True, kw_only=True):
     title: Annotated[str, Meta(min_length=1, max_length=255)]
     slug: Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")]
     duration_minutes: Minutes
-    duration_options: Annotated[list[Minutes], Meta(min_length=1, max_length=10)] | None = None
+    duration_options: (
+        Annotated[list[Minutes], Meta(min_length=1, max_length=10, extra_json_schema=_UNIQUE)]
+        | None
+    ) = None
     description: Annotated[str, Meta(max_length=1000)] | None = None
     buffer_before_minutes: Annotated[int, Meta(ge=0, le=120)] = 0
     buffer_after_minutes: Annotated[int, Meta(ge=0, le=120)] = 0
@@ -42,7 +47,7 @@ class EventTypeFields(msgspec.Struct, frozen=True, kw_only=True):
     price_amount: Annotated[int, Meta(ge=100, le=99_999_999)] | None = None
     price_currency: Annotated[str, Meta(pattern=r"^[A-Za-z]{3}$")] = "usd"
     reminder_intervals: Annotated[
-        list[Annotated[int, Meta(ge=1, le=43200)]], Meta(max_length=5)
+        list[Annotated[int, Meta(ge=1, le=43200)]], Meta(max_length=5, extra_json_schema=_UNIQUE)
     ] = msgspec.field(default_factory=lambda: [1440, 60])
     booking_cap: Annotated[int, Meta(ge=1, le=10000)] | None = None
     booking_cap_period: CapPeriod | None = None

@@ -301,3 +301,11 @@ async def test_an_empty_path_segment_is_404(api: Api, path: str) -> None:
         response = await api.request(method, path, json={} if method == "POST" else None)
         assert error(response, 404, "not_found")["details"] == {}
         assert response.headers["x-request-id"]
+
+
+@pytest.mark.parametrize("value", ["0.5", "1700000000", "2026-03-20", "2026-03-20T10:00:00"])
+async def test_a_timestamp_query_is_rfc_3339_with_offset_only(api: Api, value: str) -> None:
+    failed = error(
+        await api.get("/v1/bookings", params={"updated_since": value}), 422, "validation_error"
+    )
+    assert failed["details"] == {"updated_since": "Must be an RFC 3339 timestamp with offset"}
