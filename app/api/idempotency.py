@@ -56,32 +56,32 @@ class IdempotencyMiddleware:
         if isinstance(outcome, idempotency.Stored):
             await _send_stored(send, outcome)
             return
-        status, location, chunks = 500, None, []
+        # The response is held back until its record is complete: a client that retries the
+        # moment the last byte arrives must find the stored response, not a record in progress.
+        held: list[Any] = []
+        stored = False
 
-        async def capture(message: Any) -> None:
-            nonlocal status, location
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                for name_, value in message.get("headers", []):
-                    if name_.lower() == b"location":
-                        location = value.decode("latin-1")
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-            await send(message)
+        async def store_then_send(message: Any) -> None:
+            nonlocal stored
+            held.append(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                status, body, location = _response(held)
+                async with resources.pool.acquire() as conn:
+                    await idempotency.finish(
+                        conn, name, key, outcome, status=status, body=body, location=location
+                    )
+                stored = True
+                for message_ in held:
+                    await send(message_)
 
         try:
-            await self.app(scope, replay, capture)
+            await self.app(scope, replay, store_then_send)
         finally:
-            async with resources.pool.acquire() as conn:
-                await idempotency.finish(
-                    conn,
-                    name,
-                    key,
-                    outcome,
-                    status=status,
-                    body=b"".join(chunks),
-                    location=location,
-                )
+            if not stored:  # no complete response (the app raised): a retry runs again
+                async with resources.pool.acquire() as conn:
+                    await idempotency.finish(
+                        conn, name, key, outcome, status=500, body=b"", location=None
+                    )
 
     async def _scope(
         self, conn: Any, scope: Any, headers: dict[bytes, bytes], path: str, body: bytes
@@ -136,6 +136,20 @@ async def _read_body(receive: Any) -> tuple[bytes, Any]:
     if size > MAX_BODY_BYTES:
         raise PayloadTooLarge("Request body exceeds 64 KiB")
     return body, replay
+
+
+def _response(messages: list[Any]) -> tuple[int, bytes, str | None]:
+    """Status, body and Location of a complete response sent as ASGI messages."""
+    status, location, chunks = 500, None, []
+    for message in messages:
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            for name, value in message.get("headers", []):
+                if name.lower() == b"location":
+                    location = value.decode("latin-1")
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+    return status, b"".join(chunks), location
 
 
 async def _send_stored(send: Any, stored: idempotency.Stored) -> None:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
+
+import httpx
 
 from app.clock import utcnow
 from app.db import Pool
 from app.domain import idempotency
+from app.main import create_app
+from app.resources import Resources
+from app.settings import Settings
 from tests.helpers import at, future_day, invitee, make_event_type
 
 
@@ -114,3 +120,45 @@ async def test_api_keys_endpoint_ignores_the_header(api: Any) -> None:
     second = await api.post("/v1/api-keys", {"name": "one"}, headers=headers)
     assert first.status_code == second.status_code == 201
     assert first.json()["key"] != second.json()["key"]
+
+
+class RetryOnLastByte:
+    """An ASGI wrapper that sends a retry the moment a response's last byte leaves the app."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.retry: Any = None
+        self.answers: list[httpx.Response] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def send_then_retry(message: Any) -> None:
+            await send(message)
+            last = message["type"] == "http.response.body" and not message.get("more_body")
+            if last and self.retry is not None:
+                retry, self.retry = self.retry, None
+                self.answers.append(await retry())
+
+        await self.app(scope, receive, send_then_retry)
+
+
+async def test_an_immediate_sequential_retry_always_gets_the_stored_response(
+    api: Any, settings: Settings, resources: Resources
+) -> None:
+    app = create_app(settings, resources)
+    wrapper = RetryOnLastByte(app)
+    first = httpx.AsyncClient(transport=httpx.ASGITransport(app=wrapper), base_url="http://t")
+    second = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+    headers = {"Authorization": f"Bearer {api.org.live_key}"}
+    async with first, second:
+        for n in range(25):
+            body = {"title": f"Retry {n}", "slug": f"retry-{n}", "duration_minutes": 30}
+            keyed = {**headers, "Idempotency-Key": f"retry-{n}"}
+            wrapper.retry = functools.partial(
+                second.post, "/v1/event-types", json=body, headers=keyed
+            )
+            original = await first.post("/v1/event-types", json=body, headers=keyed)
+            assert original.status_code == 201, original.text
+            (replayed,) = wrapper.answers[-1:]
+            assert replayed.status_code == 201, replayed.text
+            assert replayed.headers["idempotent-replayed"] == "true"
+            assert replayed.json() == original.json()
