@@ -7,6 +7,7 @@ from datetime import datetime
 
 import msgspec
 
+from app import crypto
 from app.db import SQL, Connection
 from app.errors import IdempotencyKeyInUse, IdempotencyKeyReused
 
@@ -22,6 +23,15 @@ class Stored(msgspec.Struct, frozen=True):
 
 class Claimed(msgspec.Struct, frozen=True):
     started_at: datetime
+
+
+def scope(secret: str, operation: str, *credential: str) -> str:
+    """The record scope of an operation called with a checked credential.
+
+    A keyed digest of both, never the parts themselves: a record can only be looked up by a
+    request that presents the credential (for a token request, the token itself is a part).
+    """
+    return crypto.digest(secret, "idempotency-scope", operation, *credential).hex()
 
 
 def fingerprint(method: str, path: str, body: bytes) -> bytes:
