@@ -61,7 +61,7 @@ class IdempotencyMiddleware:
         name = idempotency.scope(secret, f"POST {scope['path_template']}", *parts)
         print_ = idempotency.fingerprint("POST", path, body)
         async with resources.pool.acquire() as conn:
-            outcome = await idempotency.begin(conn, name, key, print_, now=utcnow())
+            outcome = await idempotency.begin(conn, name, key, print_, secret=secret, now=utcnow())
         if isinstance(outcome, idempotency.Stored):
             await _send_stored(send, outcome)
             return
@@ -77,7 +77,14 @@ class IdempotencyMiddleware:
                 status, answer, location = _response(held)
                 async with resources.pool.acquire() as conn:
                     await idempotency.finish(
-                        conn, name, key, outcome, status=status, body=answer, location=location
+                        conn,
+                        name,
+                        key,
+                        outcome,
+                        status=status,
+                        body=answer,
+                        location=location,
+                        secret=secret,
                     )
                 stored = True
                 for message_ in held:
@@ -89,7 +96,7 @@ class IdempotencyMiddleware:
             if not stored:  # no complete response (the app raised): a retry runs again
                 async with resources.pool.acquire() as conn:
                     await idempotency.finish(
-                        conn, name, key, outcome, status=500, body=b"", location=None
+                        conn, name, key, outcome, status=500, body=b"", location=None, secret=secret
                     )
 
 

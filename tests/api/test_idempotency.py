@@ -1,4 +1,5 @@
-"""Idempotency-Key on POST (spec §5.10): replay, reuse with another body, in-progress, scopes."""
+"""Idempotency-Key on POST (spec §5.10): replays, reuse, in progress, scopes, credentials, and
+the stored bodies sealed at rest."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from typing import Any
 
 import httpx
 import hypothesis
+import msgspec
 import pytest
 from hypothesis import strategies as st
 
+from app import crypto
 from app.api import auth
 from app.clock import utcnow
 from app.db import Pool
@@ -356,3 +359,30 @@ def test_every_token_route_names_its_object_for_idempotency(
     assert token_routes
     for path in token_routes:
         assert set(re.findall(r"\{(\w+)", path)) & set(auth.TOKEN_OBJECTS), path
+
+
+async def test_stored_bodies_are_sealed_under_the_secret_key(
+    api: Any, pool: Pool, settings: Settings, resources: Resources
+) -> None:
+    et = await make_event_type(api)
+    booking = await book(api, et, 10)
+    token, key = booking["cancel_token"], f"sealed-{uuid.uuid4().hex}"
+    url = f"/v1/bookings/{booking['id']}/cancel?token={token}"
+    first = await api.post(url, {}, key=None, headers={"Idempotency-Key": key})
+    assert token in first.text
+    async with pool.acquire() as conn:
+        record = await conn.fetchrow("select * from idempotency_records where key = $1", key)
+    raw = bytes(record["body"])
+    assert token.encode() not in raw and b"ctk_" not in raw and booking["id"].encode() not in raw
+    assert idempotency.open_body(SECRET, record["scope"], key, raw) == first.content
+    other_secret = "another-secret-key-0123456789abcdef-01234"
+    with pytest.raises(crypto.Unreadable):
+        idempotency.open_body(other_secret, record["scope"], key, raw)
+    with pytest.raises(crypto.Unreadable):  # bound to its record: not movable to another one
+        idempotency.open_body(SECRET, record["scope"], key + "x", raw)
+    # A server with another SECRET_KEY finds no record to replay (the scope is keyed too).
+    rotated = msgspec.structs.replace(settings, secret_key=other_secret)
+    transport = httpx.ASGITransport(app=create_app(rotated, resources))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        again = await client.post(url, json={}, headers={"Idempotency-Key": key})
+    assert "idempotent-replayed" not in again.headers
