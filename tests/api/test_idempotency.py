@@ -303,7 +303,7 @@ def request_of(world: dict[str, Any], operation: str, credential: str, variant: 
 
 
 @hypothesis.settings(
-    max_examples=60,
+    max_examples=200,
     deadline=None,
     derandomize=True,
     suppress_health_check=[hypothesis.HealthCheck.function_scoped_fixture],
