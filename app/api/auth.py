@@ -3,6 +3,7 @@ credential an Idempotency-Key record is bound to."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -63,7 +64,9 @@ async def provide_key(
 # What a cancel token opens, by the path parameter naming the object: its id prefix and the
 # domain check (404 for an unknown id, then 401 for a wrong token). A token route whose
 # parameter is missing here gets no Idempotency-Key record at all (tests check the table).
-TOKEN_OBJECTS: dict[str, tuple[str, Any]] = {"booking_id": ("bk", bookings.authorize)}
+TOKEN_OBJECTS: dict[str, tuple[str, Callable[..., Awaitable[Any]]]] = {
+    "booking_id": ("bk", bookings.authorize)
+}
 
 _TOKEN_AUTH = frozenset({"token/key", "key/token"})
 _PUBLIC_AUTH = frozenset({"public", "public+key"})
@@ -78,13 +81,13 @@ async def credential(
     cancel token of the object in the path, `("public",)` on a public route called without a
     key; None when the request has no valid credential, so that the route refuses it itself.
     """
-    headers = dict(scope["headers"])
-    authorization = headers.get(b"authorization")
+    request = Request[Any, Any, Any](scope)  # parses headers and query as the route will
+    authorization = request.headers.get("authorization")
     if authorization is not None:  # it must be valid, and then ?token= is ignored (§1.2)
         try:
-            token = bearer(authorization.decode("latin-1"))
-            assert token is not None  # noqa: S101 - the header is present
-            principal = await api_keys.authenticate(conn, token, secret=secret, now=now)
+            key = bearer(authorization)
+            assert key is not None  # noqa: S101 - the header is present
+            principal = await api_keys.authenticate(conn, key, secret=secret, now=now)
         except Unauthorized:
             return None
         # The route's `caller`/`key` dependency takes it from here: one lookup per request.
@@ -96,7 +99,7 @@ async def credential(
         return ("public",)
     if auth not in _TOKEN_AUTH:
         return None
-    token = Request[Any, Any, Any](scope).query_params.get("token")
+    token = request.query_params.get("token")
     params = scope.get("path_params") or {}
     named = next((n for n in params if n in TOKEN_OBJECTS), None)
     if token is None or named is None:
