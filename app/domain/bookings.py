@@ -15,7 +15,7 @@ from msgspec import Meta
 from redis.asyncio import Redis
 
 from app import ids
-from app.db import SQL, Connection
+from app.db import Connection, bind
 from app.domain import schedule, slots
 from app.domain.api_keys import Principal
 from app.domain.emails import EmailAddress, normalize_email
@@ -265,26 +265,23 @@ class _Stale(Exception):
     """The event type changed since its definition was read: nothing was written."""
 
 
-async def _insert_booking(conn: Connection, cap: tuple[Any, ...] | None, *args: Any) -> Any:
-    """insert_booking, or insert_capped_booking with the cap's parameters; if the slot was
+async def _insert_booking(conn: Connection, params: dict[str, Any]) -> Any:
+    """insert_booking, or insert_capped_booking when `params` has a cap; if the slot was
     taken meanwhile, nothing of it is kept.
 
     With a cap, the statement's counter increment must be undone when its hold was skipped,
     so it runs in a transaction that is rolled back. Without one, a skipped hold leaves nothing
     to undo, and the statement runs alone: one round trip instead of three.
     """
-    *booking, kinds, outbox_ids, revision = args
-    if cap is None:
-        row: Any = await conn.fetchrow(SQL["insert_booking"], *args)
+    if "cap" not in params:
+        row: Any = await conn.fetchrow(*bind("insert_booking", params))
         if not row["unchanged"]:
             raise _Stale
         if row["id"] is None:
             raise _Taken
         return row
     async with conn.transaction():
-        row = await conn.fetchrow(
-            SQL["insert_capped_booking"], *booking, *cap, kinds, outbox_ids, revision
-        )
+        row = await conn.fetchrow(*bind("insert_capped_booking", params))
         if not row["unchanged"]:
             raise _Stale
         if row["within_cap"] and row["id"] is None:
@@ -407,12 +404,12 @@ async def _book(
     et = context.row
     booking_id = ids.new_uuid()
     cap = et["booking_cap"]
-    # insert_capped_booking's cap, period start and the period's bounds
-    capped = (
-        None
-        if cap is None
-        else (cap, *slots.cap_period_bounds(start, zone(et["timezone"]), et["booking_cap_period"]))
-    )
+    capped: dict[str, Any] = {}
+    if cap is not None:  # insert_capped_booking's cap, its period's key and bounds
+        key, low, high = slots.cap_period_bounds(
+            start, zone(et["timezone"]), et["booking_cap_period"]
+        )
+        capped = {"cap": cap, "period_start": key, "period_from": low, "period_to": high}
     status = "confirmed"
     kinds = ["booking.created", "booking.confirmed"]
     meeting_url = et["location"] if et["conferencing_provider"] == "custom" else None
@@ -421,15 +418,22 @@ async def _book(
     emails = [p["email"].lower() for p in people]
     outbox_ids = [ids.new_uuid() for _ in kinds]
 
-    def params(host: UUID) -> tuple[Any, ...]:
-        return (
-            booking_id, et["organization_id"], et["is_test"], et["id"], host,
-            _assigned(context, host), status, start, slot.end, duration,
-            et["buffer_before_minutes"], et["buffer_after_minutes"], primary["name"],
-            primary["email"], primary["timezone"], len(people), people, emails, data.notes,
-            data.metadata, token, et["location"], meeting_url, now, ids.new_uuid(),
-            et["max_attendees"], kinds, outbox_ids, et["revision"],
-        )  # fmt: skip
+    def params(host: UUID) -> dict[str, Any]:
+        return {
+            "id": booking_id, "organization_id": et["organization_id"],
+            "is_test": et["is_test"], "event_type_id": et["id"], "host_member_id": host,
+            "assigned_host": _assigned(context, host), "status": status, "start_at": start,
+            "end_at": slot.end, "duration_minutes": duration,
+            "buffer_before_minutes": et["buffer_before_minutes"],
+            "buffer_after_minutes": et["buffer_after_minutes"], "invitee_name": primary["name"],
+            "invitee_email": primary["email"], "invitee_timezone": primary["timezone"],
+            "attendee_count": len(people), "attendees": people, "attendee_emails": emails,
+            "notes": data.notes, "metadata": data.metadata, "cancel_token": token,
+            "location": et["location"], "meeting_url": meeting_url, "created_at": now,
+            "updated_at": now, "new_hold_id": ids.new_uuid(), "capacity": et["max_attendees"],
+            "outbox_kinds": kinds, "outbox_ids": outbox_ids, "revision": et["revision"],
+            **capped,
+        }  # fmt: skip
 
     single_seat = et["max_attendees"] == 1
     for host in slot.free_hosts:
@@ -438,7 +442,7 @@ async def _book(
         for _ in range(1 if single_seat else 2):
             try:
                 async with slot_lock(redis, host, start, is_test=et["is_test"]) as claim:
-                    row = await _retrying_deadlocks(_insert_booking, conn, capped, *params(host))
+                    row = await _retrying_deadlocks(_insert_booking, conn, params(host))
                     if single_seat and row["within_cap"]:
                         claim.booked()
             except SlotTaken:  # the request ahead booked this host: try the next one
@@ -483,7 +487,9 @@ async def authorize(
     """
     org = caller.organization_id if caller else None
     mode = caller.is_test if caller else None
-    row = await conn.fetchrow(SQL["get_booking"], booking_id, org, mode)
+    row = await conn.fetchrow(
+        *bind("get_booking", {"booking_id": booking_id, "organization_id": org, "is_test": mode})
+    )
     if row is None:
         raise NotFound.of("Booking", ids.encode("bk", booking_id))
     if caller is None and (
@@ -509,21 +515,25 @@ async def list_bookings(
     # A statement prepared for this call is planned with its values, so a selective filter
     # (one event type, host or email) uses its own index; the cached statement's generic plan
     # would walk the whole organization's bookings in order instead. One more round trip.
-    statement = await conn.prepare(SQL["list_bookings"])
-    rows = await statement.fetch(
-        principal.organization_id,
-        principal.is_test,
-        filters.event_type_id,
-        filters.status,
-        filters.start_from or _FAR_PAST,
-        filters.start_to or _FAR_FUTURE,
-        filters.host_id,
-        filters.invitee_email.lower() if filters.invitee_email else None,
-        cursor_start,
-        cursor_id,
-        filters.updated_since,
-        limit + 1,
+    text, *args = bind(
+        "list_bookings",
+        {
+            "organization_id": principal.organization_id,
+            "is_test": principal.is_test,
+            "event_type_id": filters.event_type_id,
+            "status": filters.status,
+            "start_from": filters.start_from or _FAR_PAST,
+            "start_to": filters.start_to or _FAR_FUTURE,
+            "host_member_id": filters.host_id,
+            "invitee_email": filters.invitee_email.lower() if filters.invitee_email else None,
+            "updated_since": filters.updated_since,
+            "after_start_at": cursor_start,
+            "after_id": cursor_id,
+            "limit": limit + 1,
+        },
     )
+    statement = await conn.prepare(text)
+    rows = await statement.fetch(*args)
     return [booking_from_row(r) for r in rows[:limit]], len(rows) > limit
 
 
@@ -546,11 +556,20 @@ async def cancel(
         # Lock first, then cancel in a second statement: a statement's snapshot is taken when
         # it starts, so one that waited for a concurrent reschedule would not see the hold
         # and cap counter that reschedule created, and would leave them occupied.
-        locked: Any = await conn.fetchrow(SQL["lock_booking"], row["id"])
+        locked: Any = await conn.fetchrow(*bind("lock_booking", {"booking_id": row["id"]}))
         if locked["status"] == "cancelled":  # a concurrent cancel won; answer with its result
             return booking_from_row(locked)
         updated = await conn.fetchrow(
-            SQL["cancel_booking"], row["id"], now, data.reason, by, ids.new_uuid()
+            *bind(
+                "cancel_booking",
+                {
+                    "booking_id": row["id"],
+                    "now": now,
+                    "reason": data.reason,
+                    "cancelled_by": by,
+                    "outbox_id": ids.new_uuid(),
+                },
+            )
         )
     await slot_freed(redis, locked["host_member_id"], locked["start_at"], is_test=locked["is_test"])
     return booking_from_row(updated)
@@ -674,51 +693,72 @@ async def _move(
 ) -> Any:
     """Release the old seats and cap count, take the new ones, move the row: one transaction."""
     async with conn.transaction():
-        locked: Any = await conn.fetchrow(SQL["lock_booking"], row["id"])
+        locked: Any = await conn.fetchrow(*bind("lock_booking", {"booking_id": row["id"]}))
         if locked["status"] == "cancelled":  # cancelled while this request was checking
             raise AlreadyCancelled("The booking is cancelled")
         if locked["start_at"] != row["start_at"]:
             raise Conflict("The booking changed while it was being rescheduled")
-        await conn.execute(SQL["release_seats"], row["hold_id"], row["attendee_count"])
+        await conn.execute(
+            *bind("release_seats", {"hold_id": row["hold_id"], "seats": row["attendee_count"]})
+        )
         cap = et["booking_cap"]
         if cap is not None:
             tz, period = zone(et["timezone"]), et["booking_cap_period"]
             old = slots.cap_period_bounds(row["start_at"], tz, period)
             new = slots.cap_period_bounds(start, tz, period)
             if old[0] != new[0]:
-                await conn.execute(SQL["release_cap"], et["id"], old[0])
+                await conn.execute(
+                    *bind("release_cap", {"event_type_id": et["id"], "period_start": old[0]})
+                )
                 taken = await conn.fetchval(
-                    SQL["acquire_cap"], et["id"], new[0], cap, new[1], new[2]
+                    *bind(
+                        "acquire_cap",
+                        {
+                            "event_type_id": et["id"],
+                            "period_start": new[0],
+                            "period_from": new[1],
+                            "period_to": new[2],
+                            "cap": cap,
+                        },
+                    )
                 )
                 if taken is None:
                     raise BookingCapReached()
         hold_id = await conn.fetchval(
-            SQL["upsert_hold"],
-            ids.new_uuid(),
-            row["organization_id"],
-            row["is_test"],
-            host,
-            row["event_type_id"],
-            start,
-            end,
-            row["buffer_before_minutes"],
-            row["buffer_after_minutes"],
-            row["attendee_count"],
-            et["max_attendees"],
+            *bind(
+                "upsert_hold",
+                {
+                    "new_hold_id": ids.new_uuid(),
+                    "organization_id": row["organization_id"],
+                    "is_test": row["is_test"],
+                    "host_member_id": host,
+                    "event_type_id": row["event_type_id"],
+                    "start_at": start,
+                    "end_at": end,
+                    "buffer_before_minutes": row["buffer_before_minutes"],
+                    "buffer_after_minutes": row["buffer_after_minutes"],
+                    "seats": row["attendee_count"],
+                    "capacity": et["max_attendees"],
+                },
+            )
         )
         if hold_id is None:
             raise _Taken
         assigned = _assigned(context, host) if context.is_round_robin else row["assigned_host"]
         return await conn.fetchrow(
-            SQL["move_booking"],
-            row["id"],
-            hold_id,
-            host,
-            assigned,
-            start,
-            end,
-            data.reason,
-            now,
-            ids.new_uuid(),
-            {"previous": previous},
+            *bind(
+                "move_booking",
+                {
+                    "booking_id": row["id"],
+                    "hold_id": hold_id,
+                    "host_member_id": host,
+                    "assigned_host": assigned,
+                    "start_at": start,
+                    "end_at": end,
+                    "reason": data.reason,
+                    "now": now,
+                    "outbox_id": ids.new_uuid(),
+                    "payload": {"previous": previous},
+                },
+            )
         )
