@@ -402,7 +402,6 @@ async def _book(
 ) -> Booking:
     """Insert the booking with the first free host that takes it (raises _Stale)."""
     et = context.row
-    booking_id = ids.new_uuid()
     cap = et["booking_cap"]
     capped: dict[str, Any] = {}
     if cap is not None:  # insert_capped_booking's cap, its period's key and bounds
@@ -410,39 +409,42 @@ async def _book(
             start, zone(et["timezone"]), et["booking_cap_period"]
         )
         capped = {"cap": cap, "period_start": key, "period_from": low, "period_to": high}
-    status = "confirmed"
     kinds = ["booking.created", "booking.confirmed"]
-    meeting_url = et["location"] if et["conferencing_provider"] == "custom" else None
     primary = people[0]
-    token = "ctk_" + secrets.token_urlsafe(24)
-    emails = [p["email"].lower() for p in people]
-    outbox_ids = [ids.new_uuid() for _ in kinds]
-
-    def params(host: UUID) -> dict[str, Any]:
-        return {
-            "id": booking_id, "organization_id": et["organization_id"],
-            "is_test": et["is_test"], "event_type_id": et["id"], "host_member_id": host,
-            "assigned_host": _assigned(context, host), "status": status, "start_at": start,
-            "end_at": slot.end, "duration_minutes": duration,
-            "buffer_before_minutes": et["buffer_before_minutes"],
-            "buffer_after_minutes": et["buffer_after_minutes"], "invitee_name": primary["name"],
-            "invitee_email": primary["email"], "invitee_timezone": primary["timezone"],
-            "attendee_count": len(people), "attendees": people, "attendee_emails": emails,
-            "notes": data.notes, "metadata": data.metadata, "cancel_token": token,
-            "location": et["location"], "meeting_url": meeting_url, "created_at": now,
-            "updated_at": now, "new_hold_id": ids.new_uuid(), "capacity": et["max_attendees"],
-            "outbox_kinds": kinds, "outbox_ids": outbox_ids, "revision": et["revision"],
-            **capped,
-        }  # fmt: skip
+    # The booking row as insert_booking writes it, but for its host and hold: the statement's
+    # parameters by column name, and through booking_from_row the response.
+    stored: dict[str, Any] = {
+        "id": ids.new_uuid(), "organization_id": et["organization_id"],
+        "is_test": et["is_test"], "event_type_id": et["id"], "host_member_id": None,
+        "assigned_host": None, "status": "confirmed", "start_at": start, "end_at": slot.end,
+        "duration_minutes": duration, "buffer_before_minutes": et["buffer_before_minutes"],
+        "buffer_after_minutes": et["buffer_after_minutes"], "invitee_name": primary["name"],
+        "invitee_email": primary["email"], "invitee_timezone": primary["timezone"],
+        "attendee_count": len(people), "attendees": people,
+        "attendee_emails": [p["email"].lower() for p in people], "notes": data.notes,
+        "metadata": data.metadata, "cancel_token": "ctk_" + secrets.token_urlsafe(24),
+        "location": et["location"],
+        "meeting_url": et["location"] if et["conferencing_provider"] == "custom" else None,
+        "calendar_connection_id": None, "calendar_event_id": None, "reschedule_count": 0,
+        "reschedule_reason": None, "cancelled_at": None, "cancel_reason": None,
+        "cancelled_by": None, "created_at": now, "updated_at": now,
+    }  # fmt: skip
+    rest = {
+        "capacity": et["max_attendees"], "revision": et["revision"], "outbox_kinds": kinds,
+        "outbox_ids": [ids.new_uuid() for _ in kinds], **capped,
+    }  # fmt: skip
 
     single_seat = et["max_attendees"] == 1
     for host in slot.free_hosts:
+        stored["host_member_id"], stored["assigned_host"] = host, _assigned(context, host)
+        params = stored | rest
         # A group slot's first seat can lose to a concurrent first seat of the same slot; the
         # second try then takes a seat in the hold that one created.
         for _ in range(1 if single_seat else 2):
+            params["new_hold_id"] = ids.new_uuid()
             try:
                 async with slot_lock(redis, host, start, is_test=et["is_test"]) as claim:
-                    row = await _retrying_deadlocks(_insert_booking, conn, params(host))
+                    row = await _retrying_deadlocks(_insert_booking, conn, params)
                     if single_seat and row["within_cap"]:
                         claim.booked()
             except SlotTaken:  # the request ahead booked this host: try the next one
@@ -455,23 +457,7 @@ async def _book(
                 continue
             if not row["within_cap"]:
                 raise BookingCapReached()
-            # The row as stored, from what was written (the statement returns only its id).
-            return booking_from_row(
-                {
-                    "id": booking_id, "organization_id": et["organization_id"],
-                    "event_type_id": et["id"], "status": status, "is_test": et["is_test"],
-                    "start_at": start, "end_at": slot.end, "duration_minutes": duration,
-                    "invitee_name": primary["name"], "invitee_email": primary["email"],
-                    "invitee_timezone": primary["timezone"], "attendee_count": len(people),
-                    "attendees": people, "notes": data.notes, "metadata": data.metadata,
-                    "cancel_token": token, "assigned_host": _assigned(context, host),
-                    "calendar_connection_id": None, "calendar_event_id": None,
-                    "meeting_url": meeting_url, "location": et["location"],
-                    "reschedule_count": 0, "reschedule_reason": None, "cancelled_at": None,
-                    "cancel_reason": None, "cancelled_by": None,
-                    "created_at": now, "updated_at": now,
-                }
-            )  # fmt: skip
+            return booking_from_row(stored)
     raise SlotUnavailable()
 
 

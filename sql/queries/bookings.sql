@@ -64,7 +64,8 @@ where e.id = $1 and e.deleted_at is null
 --          overlapping insert is waited for and then skipped (no row: 409), instead of the two
 --          waiting on each other's exclusion check until PostgreSQL aborts one as a deadlock;
 --   booking and its outbox rows (one per kind in :outbox_kinds, ids from :outbox_ids).
--- The booking's parameters are named after its columns.
+-- The booking's parameters are its columns, by name: every column but hold_id is given, so
+-- the row written is the mapping bound (bookings.create answers with that same mapping).
 -- Returns the booking id (null: nothing written), unchanged and within_cap (always true).
 with unchanged as (
     select 1 from event_types where id = :event_type_id and revision = :revision
@@ -96,13 +97,16 @@ with unchanged as (
         status, start_at, end_at, duration_minutes, buffer_before_minutes, buffer_after_minutes,
         invitee_name, invitee_email, invitee_timezone, attendee_count, attendees,
         attendee_emails, notes, metadata, cancel_token, location, meeting_url,
-        created_at, updated_at
+        calendar_connection_id, calendar_event_id, reschedule_count, reschedule_reason,
+        cancelled_at, cancel_reason, cancelled_by, created_at, updated_at
     )
     select :id, :organization_id, :is_test, :event_type_id, hold.id, :host_member_id,
         :assigned_host, :status, :start_at, :end_at, :duration_minutes, :buffer_before_minutes,
         :buffer_after_minutes, :invitee_name, :invitee_email, :invitee_timezone,
         :attendee_count, :attendees, :attendee_emails, :notes, :metadata, :cancel_token,
-        :location, :meeting_url, :created_at, :updated_at
+        :location, :meeting_url, :calendar_connection_id, :calendar_event_id,
+        :reschedule_count, :reschedule_reason, :cancelled_at, :cancel_reason, :cancelled_by,
+        :created_at, :updated_at
     from hold
     returning id
 ), outbox_rows as (
@@ -165,13 +169,16 @@ with unchanged as (
         status, start_at, end_at, duration_minutes, buffer_before_minutes, buffer_after_minutes,
         invitee_name, invitee_email, invitee_timezone, attendee_count, attendees,
         attendee_emails, notes, metadata, cancel_token, location, meeting_url,
-        created_at, updated_at
+        calendar_connection_id, calendar_event_id, reschedule_count, reschedule_reason,
+        cancelled_at, cancel_reason, cancelled_by, created_at, updated_at
     )
     select :id, :organization_id, :is_test, :event_type_id, hold.id, :host_member_id,
         :assigned_host, :status, :start_at, :end_at, :duration_minutes, :buffer_before_minutes,
         :buffer_after_minutes, :invitee_name, :invitee_email, :invitee_timezone,
         :attendee_count, :attendees, :attendee_emails, :notes, :metadata, :cancel_token,
-        :location, :meeting_url, :created_at, :updated_at
+        :location, :meeting_url, :calendar_connection_id, :calendar_event_id,
+        :reschedule_count, :reschedule_reason, :cancelled_at, :cancel_reason, :cancelled_by,
+        :created_at, :updated_at
     from hold
     returning id
 ), outbox_rows as (
