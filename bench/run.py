@@ -658,6 +658,8 @@ _INSERT_VALUES: dict[str | int, str] = {
     "capacity": ":capacity",
     "outbox_kinds": ":kinds",
     "outbox_ids": f"array[{_UUID7}, {_UUID7}]",
+    "payload": ":payload",
+    "request_id": ":request_id",
     "revision": "(per script)",
 }
 # schedule_state as bookings.create calls it for round-robin and group event types
@@ -691,7 +693,7 @@ def _statement(name: str, values: dict[str | int, str]) -> str:
 
 
 def pgbench_scripts(
-    seed: Seed, directory: Path, *, with_read: bool, run: int
+    seed: Seed, directory: Path, *, with_read: bool, run: int, payload: str
 ) -> tuple[list[Path], list[str]]:
     """One script per free-slot host (each transaction picks one at random), and -D values.
 
@@ -750,6 +752,8 @@ def pgbench_scripts(
         "now": now.isoformat(),
         "capacity": "1",
         "kinds": "{booking.created,booking.confirmed}",
+        "payload": payload,
+        "request_id": secrets.token_hex(16),
         "round_robin_since": (now - timedelta(days=30)).isoformat(),
     }
     for k, et in enumerate(seed.free):
@@ -757,6 +761,20 @@ def pgbench_scripts(
         defines[f"host_{k}"] = et["host"]
         defines[f"revision_{k}"] = et["revision"]
     return scripts, [f"{k}={v}" for k, v in defines.items()]
+
+
+async def _event_payload(dsn: str) -> str:
+    """The payload of an outbox row the API wrote (its booking's snapshot), for pgbench's rows:
+    the same size as the API's, without describing a booking here a second time."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        payload = await conn.fetchval(
+            "select payload::text from outbox where kind = 'booking.created'"
+            " order by created_at desc limit 1"
+        )
+    finally:
+        await conn.close()
+    return str(payload or "{}")
 
 
 def pgbench_binary() -> str | None:
@@ -1037,7 +1055,11 @@ def _bench(args: argparse.Namespace, report: dict[str, Any], dsn: str, redis_url
     def pgbench(with_read: bool, clients: int) -> dict[str, Any]:
         assert binary is not None  # only called with pgbench found
         scripts, defines = pgbench_scripts(
-            seeded, RESULTS_DIR / "pgbench", with_read=with_read, run=next(runs)
+            seeded,
+            RESULTS_DIR / "pgbench",
+            with_read=with_read,
+            run=next(runs),
+            payload=asyncio.run(_event_payload(dsn)),
         )
         what = "schedule_state + insert_booking" if with_read else "insert_booking"
         print(f"pgbench {what}: {args.duration:g}s, {clients} clients ...", flush=True)

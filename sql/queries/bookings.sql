@@ -63,7 +63,8 @@ where e.id = $1 and e.deleted_at is null
 --          conflict target, so every unique and exclusion index arbitrates: a concurrent
 --          overlapping insert is waited for and then skipped (no row: 409), instead of the two
 --          waiting on each other's exclusion check until PostgreSQL aborts one as a deadlock;
---   booking and its outbox rows (one per kind in :outbox_kinds, ids from :outbox_ids).
+--   booking and its outbox rows (one per kind in :outbox_kinds, ids from :outbox_ids), each
+--          with the booking's snapshot as :payload and the :request_id that made it.
 -- The booking's parameters are its columns, by name: every column but hold_id is given, so
 -- the row written is the mapping bound (bookings.create answers with that same mapping).
 -- Returns the booking id (null: nothing written), unchanged and within_cap (always true).
@@ -110,8 +111,12 @@ with unchanged as (
     from hold
     returning id
 ), outbox_rows as (
-    insert into outbox (id, organization_id, is_test, kind, booking_id, available_at, created_at)
-    select k.id, :organization_id, :is_test, k.kind, booking.id, :created_at, :created_at
+    insert into outbox (
+        id, organization_id, is_test, kind, booking_id, payload, request_id, available_at,
+        created_at
+    )
+    select k.id, :organization_id, :is_test, k.kind, booking.id, :payload, :request_id,
+        :created_at, :created_at
     from booking, unnest(:outbox_kinds::text[], :outbox_ids::uuid[]) as k(kind, id)
 )
 select booking.id, exists (select 1 from unchanged) as unchanged, true as within_cap
@@ -182,8 +187,12 @@ with unchanged as (
     from hold
     returning id
 ), outbox_rows as (
-    insert into outbox (id, organization_id, is_test, kind, booking_id, available_at, created_at)
-    select k.id, :organization_id, :is_test, k.kind, booking.id, :created_at, :created_at
+    insert into outbox (
+        id, organization_id, is_test, kind, booking_id, payload, request_id, available_at,
+        created_at
+    )
+    select k.id, :organization_id, :is_test, k.kind, booking.id, :payload, :request_id,
+        :created_at, :created_at
     from booking, unnest(:outbox_kinds::text[], :outbox_ids::uuid[]) as k(kind, id)
 )
 select booking.id, exists (select 1 from unchanged) as unchanged,
@@ -201,11 +210,13 @@ select * from bookings where id = :booking_id for update;
 
 -- name: cancel_booking
 -- One statement: the status change frees the seats and the cap count and writes the outbox
--- row; `status <> 'cancelled'` makes a second, concurrent cancel a no-op. Run it after
--- lock_booking in the same transaction, so that its snapshot sees the booking's current hold.
+-- row with the booking as changed (:payload); `status <> 'cancelled'` makes a second,
+-- concurrent cancel a no-op. Run it after lock_booking in the same transaction, so that its
+-- snapshot sees the booking's current hold (and :payload was built from the locked row).
+-- Returns the cancelled booking's id; no row: it was cancelled already.
 with updated as (
-    update bookings set status = 'cancelled', cancelled_at = :now, cancel_reason = :reason,
-        cancelled_by = :cancelled_by, updated_at = :now
+    update bookings set status = :status, cancelled_at = :cancelled_at,
+        cancel_reason = :cancel_reason, cancelled_by = :cancelled_by, updated_at = :updated_at
     where id = :booking_id and status <> 'cancelled'
     returning *
 ), seats as (
@@ -217,10 +228,15 @@ with updated as (
     where e.booking_cap is not null and c.event_type_id = u.event_type_id
       and c.period_start = cap_period_start(u.start_at, e.timezone, e.booking_cap_period)
 ), outbox_rows as (
-    insert into outbox (id, organization_id, is_test, kind, booking_id, available_at, created_at)
-    select :outbox_id, organization_id, is_test, 'booking.cancelled', id, :now, :now from updated
+    insert into outbox (
+        id, organization_id, is_test, kind, booking_id, payload, request_id, available_at,
+        created_at
+    )
+    select :outbox_id, organization_id, is_test, 'booking.cancelled', id, :payload, :request_id,
+        :updated_at, :updated_at
+    from updated
 )
-select * from updated;
+select id from updated;
 
 -- name: release_seats
 -- A hold whose seats reach 0 no longer occupies the host (the constraints skip it).
@@ -270,19 +286,25 @@ with seat as (
 select id from seat union all select id from fresh;
 
 -- name: move_booking
+-- The booking locked by lock_booking, moved, and its outbox row with the booking as moved
+-- (:payload, built from the locked row). Returns its id.
 with updated as (
     update bookings set hold_id = :hold_id, host_member_id = :host_member_id,
         assigned_host = :assigned_host, start_at = :start_at, end_at = :end_at,
-        reschedule_count = reschedule_count + 1, reschedule_reason = :reason, updated_at = :now
+        reschedule_count = :reschedule_count, reschedule_reason = :reschedule_reason,
+        updated_at = :updated_at
     where id = :booking_id
     returning *
 ), outbox_rows as (
-    insert into outbox (id, organization_id, is_test, kind, booking_id, payload, available_at,
-                        created_at)
-    select :outbox_id, organization_id, is_test, 'booking.rescheduled', id, :payload, :now, :now
+    insert into outbox (
+        id, organization_id, is_test, kind, booking_id, payload, request_id, available_at,
+        created_at
+    )
+    select :outbox_id, organization_id, is_test, 'booking.rescheduled', id, :payload,
+        :request_id, :updated_at, :updated_at
     from updated
 )
-select * from updated;
+select id from updated;
 
 -- name: list_bookings
 -- Keyset pagination on (start_at, id). The range and cursor bounds are always given

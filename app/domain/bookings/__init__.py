@@ -1,6 +1,7 @@
 """Bookings (spec §5), with no double booking. What lives where:
 
-- shape: the request and response Structs, and booking_from_row (a stored row -> `Booking`);
+- shape: the request and response Structs, booking_from_row (a stored row -> `Booking`) and
+  BookingEvent, the payload of booking.* outbox rows;
 - creation: `create`, deciding an offered slot and inserting it;
 - reads: `authorize` (one booking, by key or cancel token) and `list_bookings`;
 - changes: `cancel` and `reschedule`;
@@ -16,6 +17,7 @@ from app.domain.bookings.shape import (
     AttendeeIn,
     Booking,
     BookingCreate,
+    BookingEvent,
     CancelRequest,
     RescheduleRequest,
     Status,
@@ -28,6 +30,7 @@ __all__ = [
     "AttendeeIn",
     "Booking",
     "BookingCreate",
+    "BookingEvent",
     "CancelRequest",
     "Filters",
     "RescheduleRequest",

@@ -16,7 +16,9 @@ from app.domain import schedule, slots
 from app.domain.bookings.races import Taken, is_conflict, retrying_deadlocks
 from app.domain.bookings.shape import (
     Booking,
+    BookingEvent,
     CancelRequest,
+    Previous,
     RescheduleRequest,
     assigned_host,
     booking_from_row,
@@ -41,6 +43,7 @@ async def cancel(
     by: Literal["invitee", "organizer", "system"],
     redis: Redis | None,
     now: datetime,
+    request_id: str | None = None,
 ) -> Booking:
     """Cancel an authorized booking; idempotent. Seats and cap count are freed at once."""
     if row["status"] == "cancelled":
@@ -52,20 +55,30 @@ async def cancel(
         locked: Any = await conn.fetchrow(*bind("lock_booking", {"booking_id": row["id"]}))
         if locked["status"] == "cancelled":  # a concurrent cancel won; answer with its result
             return booking_from_row(locked)
-        updated = await conn.fetchrow(
+        change = {
+            "status": "cancelled",
+            "cancelled_at": now,
+            "cancel_reason": data.reason,
+            "cancelled_by": by,
+            "updated_at": now,
+        }
+        # The locked row with the change is what cancel_booking leaves: the answer and the
+        # outbox row's snapshot, written by the same statement as the change.
+        booking = booking_from_row(dict(locked) | change)
+        await conn.execute(
             *bind(
                 "cancel_booking",
-                {
+                change
+                | {
                     "booking_id": row["id"],
-                    "now": now,
-                    "reason": data.reason,
-                    "cancelled_by": by,
                     "outbox_id": ids.new_uuid(),
+                    "payload": BookingEvent(data=booking),
+                    "request_id": request_id,
                 },
             )
         )
     await slot_freed(redis, locked["host_member_id"], locked["start_at"], is_test=locked["is_test"])
-    return booking_from_row(updated)
+    return booking
 
 
 async def reschedule(
@@ -76,6 +89,7 @@ async def reschedule(
     definitions: schedule.Definitions,
     redis: Redis | None,
     now: datetime,
+    request_id: str | None = None,
 ) -> Booking:
     """Move an authorized booking in place (same id and token), in the order of spec §5.5."""
     if row["status"] == "cancelled":
@@ -122,16 +136,11 @@ async def reschedule(
         raise SlotUnavailable()
     else:
         choices = list(slot.free_hosts)
-    previous = {
-        "start_time": _wire(row["start_at"]),
-        "end_time": _wire(row["end_at"]),
-        "assigned_host": row["assigned_host"],
-    }
     for host in choices:
         try:
             async with slot_lock(redis, host, new_start, is_test=row["is_test"]) as claim:
                 moved = await retrying_deadlocks(
-                    _move, conn, row, et, host, context, new_start, slot.end, data, previous, now
+                    _move, conn, row, et, host, context, new_start, slot.end, data, now, request_id
                 )
                 if et["max_attendees"] == 1:
                     claim.booked()
@@ -142,12 +151,8 @@ async def reschedule(
                 raise
             continue
         await slot_freed(redis, row["host_member_id"], row["start_at"], is_test=row["is_test"])
-        return booking_from_row(moved)
+        return moved
     raise SlotUnavailable()
-
-
-def _wire(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _without(context: schedule.Context, row: Any) -> tuple[list[slots.Hold], dict[date, int]]:
@@ -178,9 +183,9 @@ async def _move(
     start: datetime,
     end: datetime,
     data: RescheduleRequest,
-    previous: dict[str, Any],
     now: datetime,
-) -> Any:
+    request_id: str | None,
+) -> Booking:
     """Release the old seats and cap count, take the new ones, move the row: one transaction."""
     async with conn.transaction():
         locked: Any = await conn.fetchrow(*bind("lock_booking", {"booking_id": row["id"]}))
@@ -234,21 +239,36 @@ async def _move(
         )
         if hold_id is None:
             raise Taken
-        assigned = assigned_host(context, host) if context.is_round_robin else row["assigned_host"]
-        return await conn.fetchrow(
+        change = {
+            "hold_id": hold_id,
+            "host_member_id": host,
+            "assigned_host": (
+                assigned_host(context, host) if context.is_round_robin else locked["assigned_host"]
+            ),
+            "start_at": start,
+            "end_at": end,
+            "reschedule_count": locked["reschedule_count"] + 1,
+            "reschedule_reason": data.reason,
+            "updated_at": now,
+        }
+        # As in cancel: the locked row with the change is the answer and the snapshot.
+        before = booking_from_row(locked)
+        booking = booking_from_row(dict(locked) | change)
+        previous = Previous(
+            start_time=before.start_time,
+            end_time=before.end_time,
+            assigned_host=before.assigned_host,
+        )
+        await conn.execute(
             *bind(
                 "move_booking",
-                {
+                change
+                | {
                     "booking_id": row["id"],
-                    "hold_id": hold_id,
-                    "host_member_id": host,
-                    "assigned_host": assigned,
-                    "start_at": start,
-                    "end_at": end,
-                    "reason": data.reason,
-                    "now": now,
                     "outbox_id": ids.new_uuid(),
-                    "payload": {"previous": previous},
+                    "payload": BookingEvent(data=booking, previous=previous),
+                    "request_id": request_id,
                 },
             )
         )
+        return booking

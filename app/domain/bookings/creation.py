@@ -15,7 +15,13 @@ from app.db import Connection, bind
 from app.domain import schedule, slots
 from app.domain.api_keys import Principal
 from app.domain.bookings.races import Taken, is_conflict, retrying_deadlocks
-from app.domain.bookings.shape import Booking, BookingCreate, assigned_host, booking_from_row
+from app.domain.bookings.shape import (
+    Booking,
+    BookingCreate,
+    BookingEvent,
+    assigned_host,
+    booking_from_row,
+)
 from app.domain.emails import normalize_email
 from app.domain.timezones import zone
 from app.errors import (
@@ -133,6 +139,7 @@ async def create(
     redis: Redis | None,
     payments_enabled: bool,
     now: datetime,
+    request_id: str | None = None,
 ) -> Booking:
     """Book an offered slot (checks in the order of spec §5.2; the database decides races).
 
@@ -165,7 +172,9 @@ async def create(
             error = exc
         else:
             try:
-                return await _book(conn, context, slot, duration, data, people, start, redis, now)
+                return await _book(
+                    conn, context, slot, duration, data, people, start, redis, now, request_id
+                )
             except _Stale:
                 error = None
         known = context.definition.revision
@@ -218,6 +227,7 @@ async def _book(
     start: datetime,
     redis: Redis | None,
     now: datetime,
+    request_id: str | None,
 ) -> Booking:
     """Insert the booking with the first free host that takes it (raises _Stale)."""
     et = context.row
@@ -250,13 +260,15 @@ async def _book(
     }  # fmt: skip
     rest = {
         "capacity": et["max_attendees"], "revision": et["revision"], "outbox_kinds": kinds,
-        "outbox_ids": [ids.new_uuid() for _ in kinds], **capped,
+        "outbox_ids": [ids.new_uuid() for _ in kinds], "request_id": request_id, **capped,
     }  # fmt: skip
 
     single_seat = et["max_attendees"] == 1
     for host in slot.free_hosts:
         stored["host_member_id"], stored["assigned_host"] = host, assigned_host(context, host)
-        params = stored | rest
+        # The answer, and the outbox rows' snapshot of it, written by the same statement.
+        booking = booking_from_row(stored)
+        params = stored | rest | {"payload": BookingEvent(data=booking)}
         # A group slot's first seat can lose to a concurrent first seat of the same slot; the
         # second try then takes a seat in the hold that one created.
         for _ in range(1 if single_seat else 2):
@@ -276,5 +288,5 @@ async def _book(
                 continue
             if not row["within_cap"]:
                 raise BookingCapReached()
-            return booking_from_row(stored)
+            return booking
     raise SlotUnavailable()

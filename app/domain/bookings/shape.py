@@ -1,5 +1,5 @@
-"""The booking's shape: the request and response Structs of spec §5 and §11, and the one
-mapping from a stored row to the wire."""
+"""The booking's shape: the request and response Structs of spec §5 and §11, the one mapping
+from a stored row to the wire, and the event payload built from it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
 from app import ids
 from app.domain import schedule
@@ -95,6 +95,23 @@ class Booking(msgspec.Struct, frozen=True, kw_only=True):
     cancelled_by: Literal["invitee", "organizer", "system"] | None
     created_at: datetime
     updated_at: datetime
+
+
+class Previous(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a rescheduled booking was before the move (spec §6.5's envelope `previous`)."""
+
+    start_time: datetime
+    end_time: datetime
+    assigned_host: AssignedHost | None
+
+
+class BookingEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """The payload of a booking.* outbox row, written by the statement that makes the change:
+    `data` is the booking exactly as the API answers it at that moment, `previous` only on
+    booking.rescheduled (the `data` and `previous` of spec §6.5's envelope)."""
+
+    data: Booking
+    previous: Previous | UnsetType = UNSET
 
 
 def booking_from_row(row: Any) -> Booking:
