@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from workers import emails
 from workers.outbox import Channel
 
-CHANNELS: tuple[Channel, ...] = ()
+CHANNELS: tuple[Channel, ...] = (emails.CHANNEL,)

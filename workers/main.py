@@ -11,7 +11,7 @@ from arq.connections import RedisSettings
 from arq.worker import Worker
 
 from app.clock import utcnow
-from app.db import SQL, create_pool
+from app.db import SQL, Pool, create_pool
 from app.settings import Settings
 from workers.channels import CHANNELS
 from workers.outbox import (
@@ -36,17 +36,23 @@ def create(
     handle_signals: bool = True,
     channels: Sequence[Channel] = CHANNELS,
     clock: Callable[[], datetime] = utcnow,
+    pool: Pool | None = None,
 ) -> Worker:
-    """An arq Worker bound to these settings (used by `astrocal worker`, `dev` and tests)."""
+    """An arq Worker bound to these settings (used by `astrocal worker`, `dev` and tests).
+
+    With a pool given (tests), the worker uses it and leaves it open; otherwise it opens its
+    own and closes it on shutdown.
+    """
 
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["settings"] = settings
         ctx["channels"] = tuple(channels)
-        pool = await create_pool(settings.database_url, max_size=10)
-        ctx["context"] = Context(pool=pool, settings=settings, queue=ctx["redis"], clock=clock)
+        own = pool or await create_pool(settings.database_url, max_size=10)
+        ctx["context"] = Context(pool=own, settings=settings, queue=ctx["redis"], clock=clock)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
-        await ctx["context"].pool.close()
+        if pool is None and "context" in ctx:
+            await ctx["context"].pool.close()
 
     # Burst mode drains what is queued and stops, so it runs no crons (the every-second
     # dispatch would keep the queue busy forever); callers dispatch first.
