@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from arq import cron
 from arq.connections import RedisSettings
 from arq.worker import Worker
 
+from app import targets
 from app.clock import utcnow
 from app.db import SQL, create_pool
 from app.settings import Settings
 from workers.outbox import dispatch_outbox, process_outbox
+from workers.webhooks import (
+    deliver_webhook,
+    dispatch_webhooks,
+    purge_webhook_events,
+)
 
 
 async def purge_idempotency_records(ctx: dict[str, Any]) -> str:
@@ -26,8 +33,11 @@ def create(settings: Settings, *, burst: bool = False, handle_signals: bool = Tr
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["settings"] = settings
         ctx["pool"] = await create_pool(settings.database_url, max_size=10)
+        ctx["http"] = targets.client(timeout_seconds=settings.webhook_timeout_seconds)
+        ctx["rng"] = random.Random()  # noqa: S311 - retry jitter
 
     async def shutdown(ctx: dict[str, Any]) -> None:
+        await ctx["http"].aclose()
         await ctx["pool"].close()
 
     # Burst mode drains what is queued and stops, so it runs no crons (the every-second
@@ -38,10 +48,12 @@ def create(settings: Settings, *, burst: bool = False, handle_signals: bool = Tr
         else [
             cron(dispatch_outbox, second=set(range(60)), run_at_startup=True, max_tries=1),
             cron(purge_idempotency_records, minute=17, second=0),
+            cron(dispatch_webhooks, second=set(range(60)), run_at_startup=True, max_tries=1),
+            cron(purge_webhook_events, minute=23, second=0),
         ]
     )
     return Worker(
-        functions=[process_outbox],
+        functions=[process_outbox, deliver_webhook],
         cron_jobs=crons,
         queue_name=settings.job_queue,
         redis_settings=RedisSettings.from_dsn(settings.redis_url),
@@ -52,4 +64,7 @@ def create(settings: Settings, *, burst: bool = False, handle_signals: bool = Tr
         max_tries=20,
         keep_result=3600,
         poll_delay=0.2,
+        # Webhook attempts wait on receivers (up to WEBHOOK_TIMEOUT_SECONDS each); a few
+        # slow endpoints must not take every slot.
+        max_jobs=100,
     )

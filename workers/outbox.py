@@ -12,6 +12,7 @@ from arq import ArqRedis, Retry
 
 from app.clock import utcnow
 from app.db import SQL, Connection, Pool
+from workers import webhooks
 
 log = logging.getLogger("astrocal.worker")
 
@@ -22,18 +23,12 @@ MAX_BACKOFF_SECONDS = 3600
 
 Handler = Callable[[Connection, Any, datetime], Awaitable[None]]
 
-
-async def _announce(conn: Connection, row: Any, now: datetime) -> None:
-    """Booking lifecycle events. Their webhooks, emails and calendar writes fan out from here
-    as those channels are added; until then the event is recorded as delivered."""
-    log.info("outbox event %s for booking %s", row["kind"], row["booking_id"])
-
-
+# Booking lifecycle events fan out into their channels' effects.
 HANDLERS: dict[str, Handler] = {
-    "booking.created": _announce,
-    "booking.confirmed": _announce,
-    "booking.cancelled": _announce,
-    "booking.rescheduled": _announce,
+    "booking.created": webhooks.fan_out_event,
+    "booking.confirmed": webhooks.fan_out_event,
+    "booking.cancelled": webhooks.fan_out_event,
+    "booking.rescheduled": webhooks.fan_out_event,
 }
 
 
