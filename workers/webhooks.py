@@ -36,7 +36,8 @@ def retry_at(attempts_done: int, now: datetime, rng: random.Random) -> datetime 
     if attempts_done > len(RETRY_SECONDS):
         return None
     base = RETRY_SECONDS[attempts_done - 1]
-    return now + timedelta(seconds=base * rng.uniform(1 - JITTER, 1 + JITTER))
+    delay = timedelta(seconds=round(base * rng.uniform(1 - JITTER, 1 + JITTER)))
+    return now + delay
 
 
 async def fan_out_event(conn: Connection, event: Any, now: datetime) -> None:
