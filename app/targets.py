@@ -8,6 +8,7 @@ import contextlib
 import contextvars
 import ipaddress
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
@@ -181,7 +182,12 @@ class _VettedBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-def client(*, timeout_seconds: float = 30.0, max_connections: int = 200) -> httpx.AsyncClient:
+def client(
+    *,
+    timeout_seconds: float = 30.0,
+    max_connections: int = 200,
+    ssl_context: ssl.SSLContext | None = None,
+) -> httpx.AsyncClient:
     """The shared webhook client: no redirects, no proxies from the environment (a proxy would
     resolve names itself), connections only to vetted addresses. The URL keeps its host name, so
     TLS SNI and certificate checks use the name, and pooled connections are per name."""
@@ -190,7 +196,7 @@ def client(*, timeout_seconds: float = 30.0, max_connections: int = 200) -> http
     # httpx builds its httpcore pool without a way to pass a network backend: rebuild it with
     # the same limits and TLS context, plus the vetting backend.
     transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(trust_env=False),
+        ssl_context=ssl_context or httpx.create_ssl_context(trust_env=False),
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,

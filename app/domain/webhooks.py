@@ -435,7 +435,10 @@ async def send(
     if targets.url_problem(url, policy) is not None:
         return Outcome(error="blocked_address")
     body: bytes = row["body"]
-    secret = unseal_secret(secret_key, row["endpoint_id"], row["secret_sealed"])
+    try:
+        secret = unseal_secret(secret_key, row["endpoint_id"], row["secret_sealed"])
+    except crypto.Unreadable:  # SECRET_KEY changed: nothing can be signed for this endpoint
+        return Outcome(error="secret_unreadable")
     sent_headers = headers(
         secret,
         event_id=ids.encode("evn", row["event_id"]),

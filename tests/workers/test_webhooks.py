@@ -9,6 +9,7 @@ import os
 import random
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import uuid
@@ -29,7 +30,15 @@ from app.domain import webhooks
 from app.resources import Resources
 from app.settings import Settings
 from tests.conftest import SECRET, Api
-from tests.receiver import Answer, Receiver, receiver, receiver_server, verify
+from tests.receiver import (
+    Answer,
+    Receiver,
+    receiver,
+    receiver_server,
+    self_signed,
+    serving,
+    verify,
+)
 from tests.webhook_flow import (
     attempt,
     book,
@@ -516,3 +525,39 @@ def socket_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def test_https_goes_to_the_vetted_address_with_the_name_for_sni_and_the_certificate(
+    papi: Api, pool: Pool, private_settings: Settings, tmp_path: Any
+) -> None:
+    ca, cert, key = self_signed(tmp_path, "hooks.example.test")
+    trusting = ssl.create_default_context(cafile=ca)
+    async with (
+        serving(Receiver(), certfile=cert, keyfile=key) as tls,
+        targets.client(ssl_context=trusting) as http,
+    ):
+
+        async def loopback(host: str, port: int) -> list[str]:
+            return ["127.0.0.1"]
+
+        good = await make_endpoint(papi, tls.url("/good"), ["booking.created"])
+        wrong = await make_endpoint(papi, tls.url("/wrong"), ["booking.created"])
+        async with pool.acquire() as conn:
+            for endpoint, name in ((good, "hooks.example.test"), (wrong, "other.example.test")):
+                await conn.execute(
+                    "update webhook_endpoints set url = $2 where id = $1",
+                    ids.decode("whk", endpoint["id"]),
+                    f"https://{name}:{tls.port}/{endpoint['id']}",
+                )
+        booking = await book(papi)
+        await fan_out(pool, booking["id"])
+        (ok,) = await deliveries(pool, good["id"])
+        (bad,) = await deliveries(pool, wrong["id"])
+        assert await attempt(pool, http, private_settings, ok["id"], resolve=loopback) == "success"
+        # Same address, another name: the certificate is checked against the name.
+        assert await attempt(pool, http, private_settings, bad["id"], resolve=loopback) == (
+            "tls_error"
+        )
+    (request,) = tls.received
+    assert request.headers["host"] == f"hooks.example.test:{tls.port}"
+    verify(request, good["secret"])
