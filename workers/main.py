@@ -32,13 +32,14 @@ def create(settings: Settings, *, burst: bool = False, handle_signals: bool = Tr
 
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["settings"] = settings
-        ctx["pool"] = await create_pool(settings.database_url, max_size=10)
         ctx["http"] = targets.client(timeout_seconds=settings.webhook_timeout_seconds)
         ctx["rng"] = random.Random()  # noqa: S311 - retry jitter
+        ctx["pool"] = await create_pool(settings.database_url, max_size=10)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         await ctx["http"].aclose()
-        await ctx["pool"].close()
+        if "pool" in ctx:  # startup may have failed to connect
+            await ctx["pool"].close()
 
     # Burst mode drains what is queued and stops, so it runs no crons (the every-second
     # dispatch would keep the queue busy forever); callers dispatch first.
