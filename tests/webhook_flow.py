@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import random
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -73,7 +72,8 @@ async def fan_out(pool: Pool, booking_id: str, *, now: datetime | None = None) -
             ids.decode("bk", booking_id),
         )
         for row in rows:
-            await jobs.fan_out_event(conn, row, now or utcnow())
+            async with conn.transaction():
+                assert await jobs.plan(conn, row, now or utcnow()) == ()
             await conn.execute(
                 "update outbox set processed_at = $2 where id = $1", row["id"], now or utcnow()
             )
@@ -96,15 +96,6 @@ async def attempt(
     delivery_id: UUID,
     *,
     now: datetime | None = None,
-    seed: int = 0,
     **kw: Any,
 ) -> str:
-    return await jobs.deliver(
-        pool,
-        http,
-        delivery_id,
-        settings=settings,
-        now=now or utcnow(),
-        rng=random.Random(seed),
-        **kw,
-    )
+    return await jobs.deliver(pool, http, delivery_id, settings=settings, now=now or utcnow(), **kw)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-import random
-from datetime import datetime, timedelta
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -12,10 +12,10 @@ import httpx
 from arq import ArqRedis
 
 from app import ids, targets
-from app.clock import utcnow
 from app.db import SQL, Connection, Pool
 from app.domain import webhooks
 from app.settings import Settings
+from workers import outbox
 
 log = logging.getLogger("astrocal.worker")
 
@@ -31,24 +31,32 @@ LOST_AFTER_SECONDS = 120
 DISPATCH_BATCH = 500
 
 
-def retry_at(attempts_done: int, now: datetime, rng: random.Random) -> datetime | None:
-    """When automatic attempt `attempts_done + 1` is due; None once the schedule is spent."""
-    if attempts_done > len(RETRY_SECONDS):
-        return None
-    base = RETRY_SECONDS[attempts_done - 1]
-    delay = timedelta(seconds=round(base * rng.uniform(1 - JITTER, 1 + JITTER)))
-    return now + delay
+def retry_at(attempts_done: int, now: datetime) -> datetime | None:
+    """When automatic attempt `attempts_done + 1` is due (whole seconds, as the API shows it);
+    None once the schedule is spent."""
+    when = outbox.retry_at(RETRY_SECONDS, attempts_done, now, JITTER)
+    return when.replace(microsecond=0) if when is not None else None
 
 
-async def fan_out_event(conn: Connection, event: Any, now: datetime) -> None:
-    """Outbox handler for every webhook event kind: the log entry and its deliveries."""
+async def plan(conn: Connection, event: Any, now: datetime) -> Sequence[outbox.Effect]:
+    """The webhook channel's part of an event's fan-out, in its transaction: the event log
+    entry and one delivery per endpoint active and subscribed now. webhook_deliveries is this
+    channel's effect record (spec §11's WebhookDelivery), claimed by its own sweep below, which
+    bounds each endpoint's attempts in flight; so no outbox effect rows."""
     created = await webhooks.fan_out(conn, event, now=now)
     log.info(
-        "event %s %s fanned out to %d endpoints",
+        "event %s %s: %d webhook deliveries",
         ids.encode("evn", event["id"]),
         event["kind"],
         len(created),
+        extra={"request_id": event["request_id"]},
     )
+    return ()
+
+
+async def run(ctx: outbox.Context, row: Any, now: datetime) -> str:
+    """Never called: plan creates no outbox effect rows of this kind."""
+    raise outbox.Permanent("webhook deliveries are run by deliver_webhook")
 
 
 def job_id(delivery_id: UUID, attempt: int) -> str:
@@ -91,7 +99,6 @@ async def deliver(
     *,
     settings: Settings,
     now: datetime,
-    rng: random.Random,
     resolve: targets.Resolver = targets.system_resolve,
 ) -> str:
     """One automatic attempt of a pending delivery; no connection is held across the POST."""
@@ -110,7 +117,7 @@ async def deliver(
         now=now,
         resolve=resolve,
     )
-    later = None if outcome.ok else retry_at(row["scheduled_attempts"] + 1, now, rng)
+    later = None if outcome.ok else retry_at(row["scheduled_attempts"] + 1, now)
     async with pool.acquire() as conn, conn.transaction():
         await webhooks.record(conn, row, outcome, retry_at=later, manual=False, now=now)
     result = "success" if outcome.ok else outcome.error or f"status {outcome.status_code}"
@@ -125,24 +132,26 @@ async def deliver(
 
 async def deliver_webhook(ctx: dict[str, Any], delivery_id: str) -> str:
     """arq job: one attempt of one delivery."""
+    context: outbox.Context = ctx["context"]
     return await deliver(
-        ctx["pool"],
-        ctx["http"],
+        context.pool,
+        context.extra["http"],
         UUID(delivery_id),
-        settings=ctx["settings"],
-        now=utcnow(),
-        rng=ctx["rng"],
+        settings=context.settings,
+        now=context.clock(),
     )
 
 
 async def dispatch_webhooks(ctx: dict[str, Any]) -> int:
     """arq cron job, every second: due deliveries and retries become jobs."""
+    context: outbox.Context = ctx["context"]
     return await dispatch_due(
-        ctx["pool"], ctx["redis"], queue_name=ctx["settings"].job_queue, now=utcnow()
+        context.pool, ctx["redis"], queue_name=context.settings.job_queue, now=context.clock()
     )
 
 
 async def purge_webhook_events(ctx: dict[str, Any]) -> str:
     """arq cron job, hourly: the event log keeps 30 days."""
-    async with ctx["pool"].acquire() as conn:
-        return str(await conn.execute(SQL["purge_webhook_events"], utcnow()))
+    context: outbox.Context = ctx["context"]
+    async with context.pool.acquire() as conn:
+        return str(await conn.execute(SQL["purge_webhook_events"], context.clock()))

@@ -18,9 +18,9 @@ import standardwebhooks
 from msgspec import UNSET, UnsetType
 
 from app import crypto, ids, targets
-from app.db import SQL, Connection, Pool
+from app.db import SQL, Connection, Pool, bind
 from app.domain.api_keys import Principal
-from app.domain.bookings import booking_from_row
+from app.domain.bookings import BookingEvent, booking_from_row
 from app.errors import NotFound, ValidationFailed
 from app.settings import Settings
 
@@ -313,24 +313,33 @@ async def delivery_for_retry(
 
 
 async def envelope(conn: Connection, event: Any) -> bytes:
-    """The event's body: compact JSON, fixed key order, `data` the snapshot at the change.
-
-    The outbox row's payload carries the snapshot once booking writes put it there (`data`);
-    until then the booking is read as it is now."""
+    """The event's body: compact JSON in the API's key order, `data` the booking as the API
+    answered it when it changed (the outbox row's snapshot; a row written before snapshots
+    existed reads the booking as it is now), `previous` only on booking.rescheduled."""
     payload = event["payload"] or {}
-    data = payload.get("data")
-    if data is None and event["booking_id"] is not None:
-        booking = await conn.fetchrow(SQL["get_booking"], event["booking_id"], None, None)
-        data = booking_from_row(booking) if booking is not None else {}
     body: dict[str, Any] = {
         "id": ids.encode("evn", event["id"]),
         "event": event["kind"],
         "created_at": event["created_at"],
         "is_test": event["is_test"],
-        "data": data if data is not None else {},
+        "data": {},
     }
+    if "data" in payload:
+        # jsonb keeps keys in its own order: back through the Structs for the API's order.
+        snapshot = msgspec.convert(payload, BookingEvent)
+        body["data"] = snapshot.data
+        previous = None if isinstance(snapshot.previous, UnsetType) else snapshot.previous
+    else:
+        booking = await conn.fetchrow(
+            *bind(
+                "get_booking",
+                {"booking_id": event["booking_id"], "organization_id": None, "is_test": None},
+            )
+        )
+        body["data"] = booking_from_row(booking) if booking is not None else {}
+        previous = payload.get("previous")
     if event["kind"] == "booking.rescheduled":
-        body["previous"] = payload.get("previous")
+        body["previous"] = previous
     return msgspec.json.encode(body)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
-import random
 import signal
 import socket
 import ssl
@@ -220,14 +219,13 @@ async def test_a_failing_receiver_is_retried_on_the_schedule_with_the_same_event
 
 
 def test_retry_schedule_and_jitter() -> None:
-    rng = random.Random(7)
     now = utcnow()
     for attempt_no, base in enumerate(jobs.RETRY_SECONDS, start=1):
         for _ in range(50):
-            when = jobs.retry_at(attempt_no, now, rng)
+            when = jobs.retry_at(attempt_no, now)
             assert when is not None
             assert base * 0.9 - 1 <= (when - now).total_seconds() <= base * 1.1 + 1
-    assert jobs.retry_at(len(jobs.RETRY_SECONDS) + 1, now, rng) is None
+    assert jobs.retry_at(len(jobs.RETRY_SECONDS) + 1, now) is None
     assert sum(jobs.RETRY_SECONDS) == 30 + 120 + 600 + 1800 + 3600 + 10800 + 21600 + 43200 + 172800
 
 
@@ -240,7 +238,9 @@ async def test_eleven_failures_fail_the_delivery_and_72_hours_disable_the_endpoi
     booking = await book(papi)
     await fan_out(pool, booking["id"])
     first, second = await deliveries(pool, endpoint["id"])
-    now = utcnow()
+    waiting = await book(papi, hour=11)
+    await fan_out(pool, waiting["id"])
+    now = start = utcnow()
     for _ in range(11):
         await attempt(pool, resources.webhook_http, private_settings, first["id"], now=now)
         row = next(d for d in await deliveries(pool, endpoint["id"]) if d["id"] == first["id"])
@@ -251,20 +251,31 @@ async def test_eleven_failures_fail_the_delivery_and_72_hours_disable_the_endpoi
     assert row["response_status_code"] == 410
     assert len(row["response_body"].encode()) == 2048
     assert len(receiver.at(hook)) == 11
-    # The last attempt came more than 72 h after the first failure: the endpoint is off, its
-    # other pending delivery failed, and new events create nothing for it.
+    # The schedule spans about 70 h (±10 %). The first failed attempt 72 h or more after the
+    # first failure (the 11th, or the next one) disables the endpoint; its pending deliveries
+    # fail with it, and new events create nothing for it until it is re-enabled.
+    async with pool.acquire() as conn:
+        started = await conn.fetchval(
+            "select failing_since from webhook_endpoints where id = $1", first["endpoint_id"]
+        )
+    assert started == start
+    if row["last_attempt_at"] - start < timedelta(hours=72):
+        assert (await papi.get(f"/v1/webhooks/{endpoint['id']}")).json()["active"] is True
+        late = start + timedelta(hours=72)
+        await attempt(pool, resources.webhook_http, private_settings, second["id"], now=late)
     got = (await papi.get(f"/v1/webhooks/{endpoint['id']}")).json()
     assert got["active"] is False and got["disabled_reason"] == "consecutive_failures"
-    other = next(d for d in await deliveries(pool, endpoint["id"]) if d["id"] == second["id"])
-    assert other["status"] == "failed" and other["next_retry_at"] is None
+    rows = await deliveries(pool, endpoint["id"])
+    assert len(rows) == 4
+    assert {(r["status"], r["next_retry_at"]) for r in rows} == {("failed", None)}
     another = await book(papi, hour=12)
     await fan_out(pool, another["id"])
-    assert len(await deliveries(pool, endpoint["id"])) == 2
+    assert len(await deliveries(pool, endpoint["id"])) == 4
     # Re-enabled, it receives again, with a fresh streak.
     await papi.patch(f"/v1/webhooks/{endpoint['id']}", {"active": True})
     third = await book(papi, hour=14)
     await fan_out(pool, third["id"])
-    assert len(await deliveries(pool, endpoint["id"])) == 4
+    assert len(await deliveries(pool, endpoint["id"])) == 6
 
 
 async def test_a_success_ends_the_failure_streak(
