@@ -114,3 +114,19 @@ async def test_event_log_errors(papi: Api) -> None:
         "not_found",
     )
     error(await papi.get("/v1/events", key=None), 401, "unauthorized")
+
+
+async def test_data_is_the_booking_at_the_moment_of_each_change(papi: Api, pool: Pool) -> None:
+    booking = await book(papi)
+    cancelled = (await papi.post(f"/v1/bookings/{booking['id']}/cancel", {"reason": "x"})).json()
+    await fan_out(pool, booking["id"])  # fanned out after both changes: snapshots still differ
+    events = (await papi.get("/v1/events", params={"booking_id": booking["id"]})).json()["data"]
+    assert [e["event"] for e in events] == [
+        "booking.created",
+        "booking.confirmed",
+        "booking.cancelled",
+    ]
+    assert events[0]["data"] == booking and events[1]["data"] == booking
+    assert events[2]["data"] == cancelled and cancelled["status"] == "cancelled"
+    # Keys in the API's order, not jsonb's.
+    assert list(events[0]["data"]) == list(booking)
