@@ -12,7 +12,7 @@ import httpx
 from arq import ArqRedis
 
 from app import ids, targets
-from app.db import SQL, Connection, Pool
+from app.db import Connection, Pool, bind
 from app.domain import webhooks
 from app.settings import Settings
 from workers import outbox
@@ -68,11 +68,15 @@ async def dispatch_due(pool: Pool, queue: ArqRedis, *, queue_name: str, now: dat
     """Claim due deliveries (per-endpoint bounded) and enqueue one attempt job each."""
     async with pool.acquire() as conn:
         claimed = await conn.fetch(
-            SQL["claim_due_webhook_deliveries"],
-            now,
-            DISPATCH_BATCH,
-            IN_FLIGHT_PER_ENDPOINT,
-            LOST_AFTER_SECONDS,
+            *bind(
+                "claim_due_webhook_deliveries",
+                {
+                    "now": now,
+                    "batch": DISPATCH_BATCH,
+                    "per_endpoint": IN_FLIGHT_PER_ENDPOINT,
+                    "lost_after": LOST_AFTER_SECONDS,
+                },
+            )
         )
     failed = []
     for row in claimed:
@@ -88,7 +92,7 @@ async def dispatch_due(pool: Pool, queue: ArqRedis, *, queue_name: str, now: dat
             failed.append(row["id"])
     if failed:
         async with pool.acquire() as conn:
-            await conn.execute(SQL["undispatch_webhook_deliveries"], failed)
+            await conn.execute(*bind("undispatch_webhook_deliveries", {"delivery_ids": failed}))
     return len(claimed) - len(failed)
 
 
@@ -103,7 +107,7 @@ async def deliver(
 ) -> str:
     """One automatic attempt of a pending delivery; no connection is held across the POST."""
     async with pool.acquire() as conn:
-        row = await conn.fetchrow(SQL["get_webhook_attempt"], delivery_id)
+        row = await conn.fetchrow(*bind("get_webhook_attempt", {"delivery_id": delivery_id}))
     if row is None:
         return "gone"  # its endpoint was deleted
     if row["status"] != "pending" or not row["active"]:
@@ -154,4 +158,4 @@ async def purge_webhook_events(ctx: dict[str, Any]) -> str:
     """arq cron job, hourly: the event log keeps 30 days."""
     context: outbox.Context = ctx["context"]
     async with context.pool.acquire() as conn:
-        return str(await conn.execute(SQL["purge_webhook_events"], context.clock()))
+        return str(await conn.execute(*bind("purge_webhook_events", {"now": context.clock()})))

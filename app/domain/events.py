@@ -6,15 +6,14 @@ from __future__ import annotations
 from uuid import UUID
 
 from app import ids
-from app.db import SQL, Connection
+from app.db import Connection, bind
 from app.domain.api_keys import Principal
 from app.errors import NotFound
 
 
 async def get(conn: Connection, principal: Principal, event_id: UUID) -> bytes:
-    row = await conn.fetchrow(
-        SQL["get_webhook_event"], event_id, principal.organization_id, principal.is_test
-    )
+    scope = {"organization_id": principal.organization_id, "is_test": principal.is_test}
+    row = await conn.fetchrow(*bind("get_webhook_event", {"event_id": event_id, **scope}))
     if row is None:
         raise NotFound.of("Event", ids.encode("evn", event_id))
     body: bytes = row["body"]
@@ -34,13 +33,17 @@ async def list_events(
     if after is not None:
         await get(conn, principal, after)
     rows = await conn.fetch(
-        SQL["list_webhook_events"],
-        principal.organization_id,
-        principal.is_test,
-        event,
-        booking_id,
-        after,
-        limit + 1,
+        *bind(
+            "list_webhook_events",
+            {
+                "organization_id": principal.organization_id,
+                "is_test": principal.is_test,
+                "event": event,
+                "booking_id": booking_id,
+                "after": after,
+                "limit": limit + 1,
+            },
+        )
     )
     return [r["body"] for r in rows[:limit]], len(rows) > limit
 

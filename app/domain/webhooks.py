@@ -18,7 +18,7 @@ import standardwebhooks
 from msgspec import UNSET, UnsetType
 
 from app import crypto, ids, targets
-from app.db import SQL, Connection, Pool, bind
+from app.db import Connection, Pool, bind
 from app.domain.api_keys import Principal
 from app.domain.bookings import BookingEvent, booking_from_row
 from app.errors import NotFound, ValidationFailed
@@ -123,6 +123,11 @@ def unseal_secret(secret_key: str, endpoint_id: UUID, sealed: bytes) -> str:
     return crypto.unseal(secret_key, _SECRET_PURPOSE, sealed, bound_to=endpoint_id.bytes).decode()
 
 
+def _scope(principal: Principal) -> dict[str, Any]:
+    """The organization and mode every query of a keyed request is confined to."""
+    return {"organization_id": principal.organization_id, "is_test": principal.is_test}
+
+
 def _endpoint(row: Any) -> dict[str, Any]:
     return {
         "id": ids.encode("whk", row["id"]),
@@ -178,22 +183,25 @@ async def create(
     endpoint_id = ids.new_uuid()
     secret = new_secret()
     row = await conn.fetchrow(
-        SQL["insert_webhook_endpoint"],
-        endpoint_id,
-        principal.organization_id,
-        principal.is_test,
-        url,
-        events,
-        data.active,
-        _seal(secret_key, endpoint_id, secret),
-        now,
+        *bind(
+            "insert_webhook_endpoint",
+            {
+                "endpoint_id": endpoint_id,
+                **_scope(principal),
+                "url": url,
+                "events": events,
+                "active": data.active,
+                "secret_sealed": _seal(secret_key, endpoint_id, secret),
+                "now": now,
+            },
+        )
     )
     return WebhookEndpointCreated(**_endpoint(row), secret=secret)
 
 
 async def _get_row(conn: Connection, principal: Principal, endpoint_id: UUID) -> Any:
     row = await conn.fetchrow(
-        SQL["get_webhook_endpoint"], endpoint_id, principal.organization_id, principal.is_test
+        *bind("get_webhook_endpoint", {"endpoint_id": endpoint_id, **_scope(principal)})
     )
     if row is None:
         raise NotFound.of("Webhook endpoint", ids.encode("whk", endpoint_id))
@@ -210,11 +218,7 @@ async def list_endpoints(
     if after is not None:
         await _get_row(conn, principal, after)
     rows = await conn.fetch(
-        SQL["list_webhook_endpoints"],
-        principal.organization_id,
-        principal.is_test,
-        after,
-        limit + 1,
+        *bind("list_webhook_endpoints", {**_scope(principal), "after": after, "limit": limit + 1})
     )
     return [WebhookEndpoint(**_endpoint(r)) for r in rows[:limit]], len(rows) > limit
 
@@ -234,14 +238,17 @@ async def update(
     url = None if isinstance(patch.url, UnsetType) else await check_url(patch.url, policy, resolve)
     active = None if isinstance(patch.active, UnsetType) else patch.active
     row = await conn.fetchrow(
-        SQL["update_webhook_endpoint"],
-        endpoint_id,
-        principal.organization_id,
-        principal.is_test,
-        url,
-        events,
-        active,
-        now,
+        *bind(
+            "update_webhook_endpoint",
+            {
+                "endpoint_id": endpoint_id,
+                **_scope(principal),
+                "url": url,
+                "events": events,
+                "active": active,
+                "now": now,
+            },
+        )
     )
     if row is None:  # deleted meanwhile
         raise NotFound.of("Webhook endpoint", ids.encode("whk", endpoint_id))
@@ -251,7 +258,7 @@ async def update(
 async def delete(conn: Connection, principal: Principal, endpoint_id: UUID) -> None:
     """Its deliveries go with it, so nothing is left to retry."""
     deleted = await conn.fetchval(
-        SQL["delete_webhook_endpoint"], endpoint_id, principal.organization_id, principal.is_test
+        *bind("delete_webhook_endpoint", {"endpoint_id": endpoint_id, **_scope(principal)})
     )
     if deleted is None:
         raise NotFound.of("Webhook endpoint", ids.encode("whk", endpoint_id))
@@ -291,10 +298,18 @@ async def list_deliveries(
     await _get_row(conn, principal, endpoint_id)
     if (
         after is not None
-        and await conn.fetchrow(SQL["get_webhook_delivery"], after, endpoint_id) is None
+        and await conn.fetchrow(
+            *bind("get_webhook_delivery", {"delivery_id": after, "endpoint_id": endpoint_id})
+        )
+        is None
     ):
         raise NotFound.of("Webhook delivery", ids.encode("whd", after))
-    rows = await conn.fetch(SQL["list_webhook_deliveries"], endpoint_id, after, status, limit + 1)
+    rows = await conn.fetch(
+        *bind(
+            "list_webhook_deliveries",
+            {"endpoint_id": endpoint_id, "after": after, "status": status, "limit": limit + 1},
+        )
+    )
     return [delivery_from_row(r) for r in rows[:limit]], len(rows) > limit
 
 
@@ -303,7 +318,7 @@ async def delivery_for_retry(
 ) -> Any:
     """The attempt row of a visible delivery (whatever its status or its endpoint's)."""
     await _get_row(conn, principal, endpoint_id)
-    row = await conn.fetchrow(SQL["get_webhook_attempt"], delivery_id)
+    row = await conn.fetchrow(*bind("get_webhook_attempt", {"delivery_id": delivery_id}))
     if row is None or row["endpoint_id"] != endpoint_id:
         raise NotFound.of("Webhook delivery", ids.encode("whd", delivery_id))
     return row
@@ -348,33 +363,45 @@ async def fan_out(conn: Connection, event: Any, *, now: datetime) -> list[UUID]:
     subscribed now. Idempotent: a second run creates nothing twice. Returns new delivery ids."""
     async with conn.transaction():
         stored: Any = await conn.fetchrow(
-            SQL["insert_webhook_event"],
-            event["id"],
-            event["organization_id"],
-            event["is_test"],
-            event["kind"],
-            event["booking_id"],
-            await envelope(conn, event),
-            event["created_at"],
+            *bind(
+                "insert_webhook_event",
+                {
+                    "event_id": event["id"],
+                    "organization_id": event["organization_id"],
+                    "is_test": event["is_test"],
+                    "event": event["kind"],
+                    "booking_id": event["booking_id"],
+                    "body": await envelope(conn, event),
+                    "created_at": event["created_at"],
+                },
+            )
         )
         endpoints = [
             r["id"]
             for r in await conn.fetch(
-                SQL["subscribed_webhook_endpoints"],
-                event["organization_id"],
-                event["is_test"],
-                event["kind"],
+                *bind(
+                    "subscribed_webhook_endpoints",
+                    {
+                        "organization_id": event["organization_id"],
+                        "is_test": event["is_test"],
+                        "event": event["kind"],
+                    },
+                )
             )
         ]
         if not endpoints:
             return []
         rows = await conn.fetch(
-            SQL["insert_webhook_deliveries"],
-            stored["id"],
-            event["kind"],
-            endpoints,
-            [ids.new_uuid() for _ in endpoints],
-            now,
+            *bind(
+                "insert_webhook_deliveries",
+                {
+                    "event_id": stored["id"],
+                    "event": event["kind"],
+                    "endpoint_ids": endpoints,
+                    "delivery_ids": [ids.new_uuid() for _ in endpoints],
+                    "now": now,
+                },
+            )
         )
     return [r["id"] for r in rows]
 
@@ -504,30 +531,43 @@ async def record(
     else:
         status, next_at = "pending", retry_at
     updated = await conn.fetchrow(
-        SQL["record_webhook_attempt"],
-        row["id"],
-        status,
-        next_at,
-        scheduled,
-        now,
-        outcome.status_code,
-        outcome.body,
-        outcome.error,
-        manual,
+        *bind(
+            "record_webhook_attempt",
+            {
+                "delivery_id": row["id"],
+                "status": status,
+                "next_retry_at": next_at,
+                "scheduled_attempts": scheduled,
+                "now": now,
+                "response_status_code": outcome.status_code,
+                "response_body": outcome.body,
+                "error": outcome.error,
+                "manual": manual,
+            },
+        )
     )
     if updated is None:  # deleted meanwhile, or finished by a manual retry
         return None
     if outcome.ok:
-        await conn.execute(SQL["webhook_endpoint_succeeded"], row["endpoint_id"])
+        await conn.execute(*bind("webhook_endpoint_succeeded", {"endpoint_id": row["endpoint_id"]}))
         return updated
-    streak = await conn.fetchrow(SQL["webhook_endpoint_failed"], row["endpoint_id"], now)
+    streak = await conn.fetchrow(
+        *bind("webhook_endpoint_failed", {"endpoint_id": row["endpoint_id"], "now": now})
+    )
     if (
         streak is not None
         and streak["active"]
         and streak["failing_since"] <= now - AUTO_DISABLE_AFTER
     ):
-        await conn.execute(SQL["disable_webhook_endpoint"], row["endpoint_id"], now)
-        updated = await conn.fetchrow(SQL["get_webhook_delivery"], row["id"], row["endpoint_id"])
+        await conn.execute(
+            *bind("disable_webhook_endpoint", {"endpoint_id": row["endpoint_id"], "now": now})
+        )
+        updated = await conn.fetchrow(
+            *bind(
+                "get_webhook_delivery",
+                {"delivery_id": row["id"], "endpoint_id": row["endpoint_id"]},
+            )
+        )
     return updated
 
 
