@@ -55,7 +55,7 @@ def run(*, port: int) -> int:
             database_url=database_url,
             redis_url=redis_url,
             secret_key=os.environ.get("SECRET_KEY") or secret_file.read_text().strip(),
-            webhook_allow_private_targets=True,
+            webhook_dev_loopback=True,
             api_base_url=os.environ.get("API_BASE_URL", f"http://localhost:{port}"),
         )
         logs.configure(settings.log_level)

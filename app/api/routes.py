@@ -1,6 +1,15 @@
 """Every route handler of the API, in one list."""
 
-from app.api import api_keys, availability, bookings, event_types, members, operations
+from app.api import (
+    api_keys,
+    availability,
+    bookings,
+    event_types,
+    events,
+    members,
+    operations,
+    webhooks,
+)
 
 HANDLERS = [
     *operations.HANDLERS,
@@ -9,4 +18,6 @@ HANDLERS = [
     *event_types.HANDLERS,
     *availability.HANDLERS,
     *bookings.HANDLERS,
+    *webhooks.HANDLERS,
+    *events.HANDLERS,
 ]
