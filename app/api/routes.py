@@ -1,6 +1,6 @@
 """Every route handler of the API, in one list."""
 
-from app.api import api_keys, availability, bookings, event_types, members, operations
+from app.api import api_keys, availability, bookings, docs, event_types, members, operations
 
 HANDLERS = [
     *operations.HANDLERS,
@@ -9,4 +9,5 @@ HANDLERS = [
     *event_types.HANDLERS,
     *availability.HANDLERS,
     *bookings.HANDLERS,
+    *docs.HANDLERS,
 ]
