@@ -68,7 +68,7 @@ class _Stopper:
             raise KeyboardInterrupt
 
 
-def listen(port: int) -> socket.socket:
+def _listen(port: int) -> socket.socket:
     """The API's socket, bound before anything starts, so a busy port fails first and alone."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -94,7 +94,7 @@ def _cannot_listen(port: int, exc: OSError) -> str:
 
 def run(*, port: int) -> int:
     try:
-        listener = listen(port)
+        listener = _listen(port)
     except OSError as exc:
         print(_cannot_listen(port, exc), file=sys.stderr, flush=True)
         return 1

@@ -80,6 +80,17 @@ class Dev:
         assert not reachable_redis(self.redis[1], timeout=0.5)
 
 
+def wait_for(text: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Poll the process's output until `text` shows; fail if it exits or takes too long."""
+    deadline = time.monotonic() + BANNER_WITHIN_SECONDS
+    while text not in log.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            raise AssertionError(f"no {text!r} from {process.args}:\n{log.read_text()}")
+        time.sleep(0.02)
+
+
 def start(command: list[str], directory: Path, name: str) -> Dev:
     """Start dev on a free port (PORT=0) and wait for its banner."""
     log = directory / f"{name}.log"
@@ -87,13 +98,7 @@ def start(command: list[str], directory: Path, name: str) -> Dev:
         process = subprocess.Popen(  # noqa: S603 - our own entry points
             command, cwd=ROOT, env=_env(directory, PORT="0"), stdout=out, stderr=subprocess.STDOUT
         )
-    deadline = time.monotonic() + BANNER_WITHIN_SECONDS
-    while "Ctrl-C stops everything." not in log.read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            process.wait()
-            raise AssertionError(f"no banner from {command}:\n{log.read_text()}")
-        time.sleep(0.05)
+    wait_for("Ctrl-C stops everything.", process, log)
     banner = dict(re.findall(r"^  ([A-Za-z ]+):\s+(\S+)", log.read_text(), re.MULTILINE))
     pgdata = directory / "postgres" / "pgdata"
     pid, _, _, port = (pgdata / "postmaster.pid").read_text().splitlines()[:4]
@@ -170,6 +175,27 @@ def test_sigterm_and_ctrl_c_stop_the_embedded_servers_and_a_restart_revokes_the_
         output = second.stop(signal.SIGINT)  # Ctrl-C
     assert output.rstrip().endswith("stopped."), output
     second.assert_servers_gone()
+
+
+def test_sigterm_while_postgres_starts_stops_it_once_it_is_up(dev_dir: Path) -> None:
+    log = dev_dir / "early.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(  # noqa: S603 - our own entry point
+            ASTROCAL_DEV, cwd=ROOT, env=_env(dev_dir, PORT="0"), stdout=out, stderr=out
+        )
+    try:
+        wait_for("starting embedded PostgreSQL ...", process, log)
+        process.send_signal(signal.SIGTERM)  # held until the server is up, then acted on
+        assert process.wait(timeout=90) == 0, log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    output = log.read_text()
+    assert "starting embedded Redis" not in output and "Ctrl-C stops" not in output, output
+    assert output.rstrip().endswith("stopped."), output
+    # PostgreSQL removes its pid file when it shuts down; a server left running keeps it.
+    assert not (dev_dir / "postgres" / "pgdata" / "postmaster.pid").exists(), output
 
 
 def _port_in_use() -> socket.socket:
