@@ -175,6 +175,9 @@ class HostBusy:
                 ends.append(b)
         return cls(starts, ends, soft)
 
+    def intervals(self) -> list[tuple[int, int]]:
+        return list(zip(self.starts, self.ends, strict=True))
+
     def blocks(self, lo: int, hi: int, start: int, end: int) -> bool:
         """True if [lo, hi) overlaps busy time, seats of the slot [start, end) excepted."""
         # Disjoint sorted intervals: only the last one starting before hi can reach past lo.
