@@ -1,0 +1,7 @@
+"""Every channel the outbox dispatches to, registered here as data: kind, retry schedule, jobs."""
+
+from __future__ import annotations
+
+from workers.outbox import Channel
+
+CHANNELS: tuple[Channel, ...] = ()
