@@ -35,6 +35,14 @@ class Definition(msgspec.Struct, frozen=True, kw_only=True):
     row: Any
     rules: slots.EventTypeRules
     hosts: tuple[HostInfo, ...]
+    # Candidate slots per duration, made on first use: they depend only on the rules.
+    calendars: dict[int, slots.Calendar] = msgspec.field(default_factory=dict)
+
+    def calendar(self, duration: int) -> slots.Calendar:
+        found = self.calendars.get(duration)
+        if found is None:
+            found = self.calendars[duration] = slots.Calendar(self.rules, duration)
+        return found
 
     @property
     def revision(self) -> int:
@@ -351,13 +359,22 @@ def _instant(text: str) -> datetime:
 # GET /v1/availability ------------------------------------------------------------------
 
 
+class OfferedSlot(msgspec.Struct, frozen=True):
+    start_time: datetime
+    end_time: datetime
+    capped: bool = False  # capped slots are not listed
+    # Group event types only (omitted otherwise): seats left, and max_attendees.
+    spots_remaining: int | msgspec.UnsetType = msgspec.UNSET
+    total_capacity: int | msgspec.UnsetType = msgspec.UNSET
+
+
 class Availability(msgspec.Struct, frozen=True, kw_only=True):
     event_type_id: str
     timezone: str
     start: date
     end: date
     duration: int
-    slots: list[dict[str, Any]]
+    slots: list[OfferedSlot]
     capped: bool
     waitlist_available: bool
 
@@ -401,15 +418,16 @@ async def search(
         cap_counts=state.cap_counts,
         now=now,
         any_host=True,
+        calendar=state.definition.calendar(duration),
     )
-    group = context.rules.max_attendees > 1
-    out = []
-    for slot in result.slots:
-        item: dict[str, Any] = {"start_time": slot.start, "end_time": slot.end, "capped": False}
-        if group:
-            item["spots_remaining"] = slot.spots_remaining
-            item["total_capacity"] = context.rules.max_attendees
-        out.append(item)
+    capacity = context.rules.max_attendees
+    if capacity > 1:
+        out = [
+            OfferedSlot(s.start, s.end, False, s.spots_remaining or 0, capacity)
+            for s in result.slots
+        ]
+    else:
+        out = [OfferedSlot(s.start, s.end) for s in result.slots]
     waitlist = bool(context.row["waitlist_enabled"]) and (result.capped or not out)
     return Availability(
         event_type_id=query.event_type_id,

@@ -270,6 +270,60 @@ def offer(
     )
 
 
+class _DaySlots:
+    """One window's candidate slots on the engine's clock, with their instants ready to emit."""
+
+    __slots__ = ("ends", "starts", "times")
+
+    def __init__(self, w_start: int, w_end: int, length: int, step: int) -> None:
+        self.starts = list(range(w_start, w_end - length + 1, step))
+        self.ends = [s + length for s in self.starts]
+        self.times: list[tuple[datetime, datetime] | None] = [None] * len(self.starts)
+
+    def time(self, i: int) -> tuple[datetime, datetime]:
+        """Candidate i's start and end as instants, made when first asked for."""
+        found = self.times[i]
+        if found is None:
+            found = self.times[i] = (instant_at(self.starts[i]), instant_at(self.ends[i]))
+        return found
+
+
+class Calendar:
+    """The candidate slots of one event type's rules and one duration, per local date (steps
+    2-5): wall-clock windows turned into instants once, reused by every later search. Valid as
+    long as the rules are (the caller keeps it beside the definition it was made from)."""
+
+    __slots__ = ("_days", "et", "length", "size", "step", "tz")
+
+    def __init__(self, et: EventTypeRules, duration: int, *, size: int = 800) -> None:
+        step_minutes = et.slot_interval_minutes or duration
+        if duration <= 0 or step_minutes <= 0:
+            raise ValueError("duration and slot interval must be positive")
+        self.et = et
+        self.tz = ZoneInfo(et.timezone)
+        self.length = duration * _MINUTE_US
+        self.step = step_minutes * _MINUTE_US
+        self.size = size
+        self._days: dict[date, list[_DaySlots]] = {}
+
+    def day(self, day: date) -> list[_DaySlots]:
+        found = self._days.get(day)
+        if found is None:
+            found = [
+                _DaySlots(
+                    epoch_us(local_instant(day, w.start_minute, self.tz)),
+                    epoch_us(local_instant(day, w.end_minute, self.tz)),
+                    self.length,
+                    self.step,
+                )
+                for w in _windows(self.et, day)
+            ]
+            if len(self._days) >= self.size:
+                self._days.clear()
+            self._days[day] = found
+        return found
+
+
 def offer_busy(
     et: EventTypeRules,
     *,
@@ -281,23 +335,22 @@ def offer_busy(
     cap_counts: Mapping[date, int],
     now: datetime,
     any_host: bool = False,
+    calendar: Calendar | None = None,
 ) -> Offer:
     """`offer` over busy time already in the engine's form: `busy` per host (every host of
     `hosts` has an entry), `seats` taken per (start, end) of a group slot of the first host.
 
     With `any_host`, a slot's `free_hosts` stops at its first free host: enough to list slots
-    (a booking picks its host among all of them, with `offer`)."""
-    step_minutes = et.slot_interval_minutes or duration
-    if duration <= 0 or step_minutes <= 0:
-        raise ValueError("duration and slot interval must be positive")
+    (a booking picks its host among all of them, with `offer`). `calendar`, if given, is
+    `Calendar(et, duration)` kept from an earlier call."""
+    if calendar is None:
+        calendar = Calendar(et, duration)
     if (et.booking_cap is None) != (et.booking_cap_period is None):
         raise ValueError("booking_cap and booking_cap_period are set together or not at all")
-    tz = ZoneInfo(et.timezone)
+    tz = calendar.tz
     q_start, q_end = window
     q_end_us = epoch_us(q_end)
     now_us = epoch_us(now)
-    length = duration * _MINUTE_US
-    step = step_minutes * _MINUTE_US
     before = et.buffer_before_minutes * _MINUTE_US
     after = et.buffer_after_minutes * _MINUTE_US
     earliest = max(now_us + et.minimum_notice_minutes * _MINUTE_US, epoch_us(q_start))
@@ -316,27 +369,25 @@ def offer_busy(
     last_day = q_end.astimezone(tz).date() + timedelta(days=1)
 
     seen: set[int] = set()
-    found: list[tuple[int, tuple[UUID, ...], int | None]] = []
+    found: list[tuple[int, Slot]] = []
     capped = False
     while day <= last_day:
-        for w in _windows(et, day):
-            w_start = epoch_us(local_instant(day, w.start_minute, tz))
-            w_end = epoch_us(local_instant(day, w.end_minute, tz))
-            # Jump to the first candidate at or after `earliest`: ceil((earliest - w_start) / step).
-            s = w_start + max(0, -((w_start - earliest) // step)) * step
-            while s < q_end_us and s + length <= w_end:
-                candidate, s = s, s + step
+        for w in calendar.day(day):
+            starts, ends = w.starts, w.ends
+            # From the first candidate at or after `earliest`, while it starts in Q.
+            for i in range(bisect_left(starts, earliest), bisect_left(starts, q_end_us)):
+                candidate = starts[i]
                 if candidate in seen or candidate <= now_us:
                     continue
                 if candidate > latest:
                     break
                 seen.add(candidate)
                 if cap is not None and period is not None:
-                    key = cap_period_start(instant_at(candidate), tz, period)
+                    key = cap_period_start(w.time(i)[0], tz, period)
                     if cap_counts.get(key, 0) >= cap:
                         capped = True
                         continue
-                end = candidate + length
+                end = ends[i]
                 lo, hi = candidate - before, end + after
                 if any_host:
                     free: tuple[UUID, ...] = ()
@@ -348,22 +399,15 @@ def offer_busy(
                     free = tuple(h for h, blocks in checks if not blocks(lo, hi, candidate, end))
                 if not free:
                     continue
+                spots = None
                 if group:
                     spots = et.max_attendees - seats.get((candidate, end), 0)
                     if spots <= 0:
                         continue
-                    found.append((candidate, free, spots))
-                else:
-                    found.append((candidate, free, None))
+                found.append((candidate, Slot(*w.time(i), free, spots)))
         day += timedelta(days=1)
     found.sort(key=lambda item: item[0])
-    return Offer(
-        tuple(
-            Slot(instant_at(start), instant_at(start + length), free, spots)
-            for start, free, spots in found
-        ),
-        capped,
-    )
+    return Offer(tuple(slot for _, slot in found), capped)
 
 
 def find_slot(
