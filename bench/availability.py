@@ -284,8 +284,9 @@ async def throughput(base_url: str, path: str, *, connections: int, seconds: flo
 
 @contextlib.contextmanager
 def api(dsn: str) -> Iterator[str]:
-    from bench.run import ApiServer  # the booking bench's uvicorn runner
+    from bench.run import RESULTS_DIR, ApiServer  # the booking bench's uvicorn runner
 
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     args = argparse.Namespace(port=None, pool_size=20, api_workers=1)
     server = ApiServer(args, dsn=dsn, redis_url=os.environ["REDIS_URL"], secret=SECRET)
     try:
