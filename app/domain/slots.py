@@ -153,7 +153,7 @@ class HostBusy:
     ) -> None:
         self.starts = starts
         self.ends = ends
-        self.soft = sorted(iv for iv in soft if iv[0] < iv[1])
+        self.soft = sorted(iv for iv in soft if iv[0] < iv[1]) if soft else []
         self.soft_starts = [iv[0] for iv in self.soft]
         self.soft_max_len = max((b - a for a, b, _, _ in self.soft), default=0)
 
