@@ -55,3 +55,7 @@ lock: | $(BIN)/uv
 
 bench: venv
 	$(BIN)/python -m bench.run
+
+.PHONY: bench-availability
+bench-availability: venv
+	$(BIN)/python -m bench.availability
