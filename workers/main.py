@@ -2,33 +2,57 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
-from arq import cron
+from arq import cron, func
 from arq.connections import RedisSettings
 from arq.worker import Worker
 
 from app.clock import utcnow
-from app.db import SQL, create_pool
+from app.db import SQL, Pool, create_pool
 from app.settings import Settings
-from workers.outbox import dispatch_outbox, process_outbox
+from workers.channels import CHANNELS
+from workers.outbox import (
+    JOB_TIMEOUT_SECONDS,
+    Channel,
+    Context,
+    dispatch_outbox,
+    process_outbox,
+)
 
 
 async def purge_idempotency_records(ctx: dict[str, Any]) -> str:
     """arq cron job, hourly: Idempotency-Key records live 24 hours."""
-    async with ctx["pool"].acquire() as conn:
+    async with ctx["context"].pool.acquire() as conn:
         return str(await conn.execute(SQL["purge_idempotency_records"], utcnow()))
 
 
-def create(settings: Settings, *, burst: bool = False, handle_signals: bool = True) -> Worker:
-    """An arq Worker bound to these settings (used by `astrocal worker`, `dev` and tests)."""
+def create(
+    settings: Settings,
+    *,
+    burst: bool = False,
+    handle_signals: bool = True,
+    channels: Sequence[Channel] = CHANNELS,
+    clock: Callable[[], datetime] = utcnow,
+    pool: Pool | None = None,
+) -> Worker:
+    """An arq Worker bound to these settings (used by `astrocal worker`, `dev` and tests).
+
+    With a pool given (tests), the worker uses it and leaves it open; otherwise it opens its
+    own and closes it on shutdown.
+    """
 
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["settings"] = settings
-        ctx["pool"] = await create_pool(settings.database_url, max_size=10)
+        ctx["channels"] = tuple(channels)
+        own = pool or await create_pool(settings.database_url, max_size=10)
+        ctx["context"] = Context(pool=own, settings=settings, queue=ctx["redis"], clock=clock)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
-        await ctx["pool"].close()
+        if pool is None and "context" in ctx:
+            await ctx["context"].pool.close()
 
     # Burst mode drains what is queued and stops, so it runs no crons (the every-second
     # dispatch would keep the queue busy forever); callers dispatch first.
@@ -41,7 +65,7 @@ def create(settings: Settings, *, burst: bool = False, handle_signals: bool = Tr
         ]
     )
     return Worker(
-        functions=[process_outbox],
+        functions=[func(process_outbox, timeout=JOB_TIMEOUT_SECONDS)],
         cron_jobs=crons,
         queue_name=settings.job_queue,
         redis_settings=RedisSettings.from_dsn(settings.redis_url),
@@ -49,7 +73,7 @@ def create(settings: Settings, *, burst: bool = False, handle_signals: bool = Tr
         on_shutdown=shutdown,
         burst=burst,
         handle_signals=handle_signals,
-        max_tries=20,
+        max_tries=5,
         keep_result=3600,
         poll_delay=0.2,
     )
