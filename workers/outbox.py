@@ -185,14 +185,17 @@ async def process(
     """Run one row (an event's fan-out or an effect) unless it is done or has moved on."""
     async with ctx.pool.acquire() as conn:
         row = await conn.fetchrow(SQL["start_effect_attempt"], outbox_id, attempts)
-        if row is None:  # an event, or done, failed, or another job has this attempt
-            return await _fan_out(ctx, outbox_id, attempts, now, channels)
-        channel = next((c for c in channels if c.kind == row["kind"]), None)
-        if channel is None:
-            error = f"no channel for outbox kind {row['kind']}"
-            log.error("%s: %s", label(row), error, extra=_context(row))
+    if row is None:  # an event, or done, failed, or another job has this attempt
+        # Outside the block above: a job holding one pooled connection while it waits for a
+        # second deadlocks the worker once as many jobs run as the pool has connections.
+        return await _fan_out(ctx, outbox_id, attempts, now, channels)
+    channel = next((c for c in channels if c.kind == row["kind"]), None)
+    if channel is None:
+        error = f"no channel for outbox kind {row['kind']}"
+        log.error("%s: %s", label(row), error, extra=_context(row))
+        async with ctx.pool.acquire() as conn:
             await conn.execute(SQL["fail_outbox"], outbox_id, now, error)
-            return "failed"
+        return "failed"
     try:
         result = await channel.run(ctx, row, now)
     except Exception as exc:
