@@ -39,8 +39,8 @@ async def test_create_cancel_payloads_are_the_answers(api: Any, pool: Pool) -> N
     assert (await api.get(f"/v1/bookings/{booking['id']}")).json() == booking
     events = await _events(pool, booking["id"])
     assert events == {
-        "booking.created": ({"booking": booking}, "req-c"),
-        "booking.confirmed": ({"booking": booking}, "req-c"),
+        "booking.created": ({"data": booking}, "req-c"),
+        "booking.confirmed": ({"data": booking}, "req-c"),
     }
 
     url = f"/v1/bookings/{booking['id']}/cancel?token={booking['cancel_token']}"
@@ -55,7 +55,7 @@ async def test_create_cancel_payloads_are_the_answers(api: Any, pool: Pool) -> N
         "invitee",
     )
     assert (await api.get(f"/v1/bookings/{booking['id']}")).json() == answer
-    assert (await _events(pool, booking["id"]))["booking.cancelled"] == ({"booking": answer}, "r2")
+    assert (await _events(pool, booking["id"]))["booking.cancelled"] == ({"data": answer}, "r2")
 
     # Cancelling again changes nothing and writes no second event.
     again = await api.post(url, {}, key=None)
@@ -94,6 +94,6 @@ async def test_reschedule_payload_is_the_answer_with_where_it_was(api: Any, pool
         "assigned_host": booking["assigned_host"],
     }
     assert (await _events(pool, booking["id"]))["booking.rescheduled"] == (
-        {"booking": answer, "previous": previous},
+        {"data": answer, "previous": previous},
         "req-move",
     )

@@ -72,7 +72,7 @@ async def cancel(
                 | {
                     "booking_id": row["id"],
                     "outbox_id": ids.new_uuid(),
-                    "payload": BookingEvent(booking=booking),
+                    "payload": BookingEvent(data=booking),
                     "request_id": request_id,
                 },
             )
@@ -266,7 +266,7 @@ async def _move(
                 | {
                     "booking_id": row["id"],
                     "outbox_id": ids.new_uuid(),
-                    "payload": BookingEvent(booking=booking, previous=previous),
+                    "payload": BookingEvent(data=booking, previous=previous),
                     "request_id": request_id,
                 },
             )

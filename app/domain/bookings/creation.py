@@ -268,7 +268,7 @@ async def _book(
         stored["host_member_id"], stored["assigned_host"] = host, assigned_host(context, host)
         # The answer, and the outbox rows' snapshot of it, written by the same statement.
         booking = booking_from_row(stored)
-        params = stored | rest | {"payload": BookingEvent(booking=booking)}
+        params = stored | rest | {"payload": BookingEvent(data=booking)}
         # A group slot's first seat can lose to a concurrent first seat of the same slot; the
         # second try then takes a seat in the hold that one created.
         for _ in range(1 if single_seat else 2):

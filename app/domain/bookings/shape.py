@@ -107,10 +107,10 @@ class Previous(msgspec.Struct, frozen=True, kw_only=True):
 
 class BookingEvent(msgspec.Struct, frozen=True, kw_only=True):
     """The payload of a booking.* outbox row, written by the statement that makes the change:
-    `booking` is the booking exactly as the API answers it at that moment, `previous` only on
-    booking.rescheduled (spec §6.5's envelope carries them as `data` and `previous`)."""
+    `data` is the booking exactly as the API answers it at that moment, `previous` only on
+    booking.rescheduled (the `data` and `previous` of spec §6.5's envelope)."""
 
-    booking: Booking
+    data: Booking
     previous: Previous | UnsetType = UNSET
 
 
