@@ -65,7 +65,8 @@ def create(
         ]
     )
     return Worker(
-        functions=[func(process_outbox, timeout=JOB_TIMEOUT_SECONDS)],
+        # PostgreSQL records every outcome; a result kept in Redis would only cost a write.
+        functions=[func(process_outbox, timeout=JOB_TIMEOUT_SECONDS, keep_result=0)],
         cron_jobs=crons,
         queue_name=settings.job_queue,
         redis_settings=RedisSettings.from_dsn(settings.redis_url),
