@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime
+from email.charset import QP, Charset
+from email.header import Header, decode_header, make_header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import format_datetime, formataddr, parseaddr
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
@@ -279,7 +282,7 @@ def compose(
     message_id: str,
     stamp: datetime,
     sent_at: datetime,
-) -> EmailMessage:
+) -> Message:
     """The message for one recipient: text and HTML parts, and the .ics but for reminders.
     `stamp` (DTSTAMP) is when the invitation was made, `sent_at` the Date header."""
     booking_id = ids.encode("bk", booking["id"])
@@ -315,17 +318,18 @@ def compose(
         "cancel_reason": booking["cancel_reason"] if planned.template == "cancelled" else None,
         **links,
     }
-    message = EmailMessage()
-    message["Subject"] = subject
-    message["From"] = settings.email_from
-    message["To"] = Address(display_name=to.name or "", addr_spec=to.email)
-    message["Date"] = format_datetime(sent_at)
-    message["Message-ID"] = message_id
-    message.set_content(_TEMPLATES.get_template(f"{planned.template}.txt").render(context))
-    message.add_alternative(
-        _TEMPLATES.get_template(f"{planned.template}.html").render(context), subtype="html"
-    )
-    if planned.template != "reminder":
+    text = _TEMPLATES.get_template(f"{planned.template}.txt").render(context)
+    html = _TEMPLATES.get_template(f"{planned.template}.html").render(context)
+    # The email package's classic MIME classes: its newer EmailMessage API parses every header
+    # it sets through the header registry, four times the CPU of everything else here.
+    body = MIMEMultipart("alternative")
+    body.attach(_readable(text, "plain"))
+    body.attach(_readable(html, "html"))
+    if planned.template == "reminder":
+        message = body
+    else:
+        message = MIMEMultipart("mixed")
+        message.attach(body)
         method: ics.Method = "CANCEL" if planned.template == "cancelled" else "REQUEST"
         attendees = [ics.Person(name=a["name"], email=a["email"]) for a in booking["attendees"]]
         invitation = ics.Invitation(
@@ -341,22 +345,45 @@ def compose(
             organizer=planned.host if planned.host.email else _sender(settings),
             attendees=attendees,
         )
-        message.add_attachment(
-            ics.build(invitation),
-            maintype="text",
-            subtype="calendar",
-            filename="invite.ics",
-            params={"method": method, "charset": "UTF-8"},
-        )
+        # base64 keeps the .ics byte for byte (its CRLF line ends and folding).
+        invite = MIMEText(ics.build(invitation).decode(), "calendar", "utf-8")
+        invite.set_param("charset", "UTF-8")
+        invite.set_param("method", method)
+        invite.add_header("Content-Disposition", "attachment", filename="invite.ics")
+        message.attach(invite)
+    # compat32 messages take a Header for a non-ASCII value (typeshed knows only str).
+    message["Subject"] = _header(subject)  # type: ignore[assignment]
+    message["From"] = settings.email_from
+    message["To"] = formataddr((to.name or "", to.email))
+    message["Date"] = format_datetime(sent_at)
+    message["Message-ID"] = message_id
     return message
+
+
+# Quoted-printable: text stays readable in the raw message (base64 is the utf-8 default).
+_UTF8 = Charset("utf-8")
+_UTF8.body_encoding = QP
+
+
+def _readable(content: str, subtype: str) -> MIMEText:
+    part = MIMEText("", subtype, "utf-8")
+    del part["Content-Transfer-Encoding"]
+    part.set_payload(content, _UTF8)
+    return part
+
+
+def _header(value: str) -> str | Header:
+    return value if value.isascii() else Header(value, "utf-8")
 
 
 def _sender(settings: Settings) -> ics.Person:
     """The organizer when the host is gone from the members: the sender."""
-    message = EmailMessage()
-    message["From"] = settings.email_from
-    address = message["From"].addresses[0]
-    return ics.Person(name=address.display_name or None, email=address.addr_spec)
+    name, address = parseaddr(settings.email_from)
+    return ics.Person(name=name or None, email=address)
+
+
+def subject(message: Message) -> str:
+    return str(make_header(decode_header(message["Subject"])))
 
 
 # Send -----------------------------------------------------------------------------------
@@ -396,11 +423,11 @@ def smtp_options(settings: Settings) -> dict[str, Any] | None:
     }
 
 
-async def _deliver(message: EmailMessage, options: dict[str, Any]) -> None:
+async def _deliver(message: Message, sender: str, to: str, options: dict[str, Any]) -> None:
     """Send, sorting failures: a 5xx refusal of the recipient or the message is permanent,
     anything else (connection refused, timeouts, 4xx, authentication) is tried again."""
     try:
-        await aiosmtplib.send(message, **options)
+        await aiosmtplib.send(message, sender=sender, recipients=[to], **options)
     except aiosmtplib.SMTPRecipientsRefused as exc:
         if all(500 <= r.code < 600 for r in exc.recipients):
             first = exc.recipients[0]
@@ -449,8 +476,8 @@ async def send_booking_email(ctx: Context, row: Any, now: datetime) -> str:
     if options is None:
         # The outbox logs this result as the job's one line: recipient and subject, never the
         # links (they carry the cancel token).
-        return f"not sent, SMTP not configured: to {planned.to.email}: {message['Subject']}"
-    await _deliver(message, options)
+        return f"not sent, SMTP not configured: to {planned.to.email}: {subject(message)}"
+    await _deliver(message, parseaddr(ctx.settings.email_from)[1], planned.to.email, options)
     return f"sent to {planned.to.email}"
 
 

@@ -15,6 +15,7 @@ Database connections are held only around each step, never across SMTP or HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
@@ -42,6 +43,8 @@ DISPATCH_BATCH = 500
 # A fan-out fails only when the database does or a plan has a bug: retried for about a day.
 EVENT_RETRY_SECONDS = (10, 60, 300, 1800, 7200, 21600, 43200)
 JOB = "process_outbox"
+# Effects a fan-out runs itself rather than enqueueing (one booking's emails, typically).
+INLINE_EFFECTS = 8
 
 
 class Transient(Exception):
@@ -269,11 +272,24 @@ async def _fan_out(
         return await _failed(ctx, row, exc, now, EVENT_RETRY_SECONDS, 0.0)
     log.info("%s: %s", label(event), result, extra=_context(event))
     due = [(r["id"], r["attempts"]) for r in inserted if r["due"]]
-    if due and ctx.queue is not None:
-        failed = await enqueue(ctx.queue, ctx.settings.job_queue, due)
+    # The first few effects due now run here, at once and side by side (an arq job each would
+    # cost more CPU than most of them take); the rest get their own jobs. Either way they are
+    # marked dispatched: if this worker dies, the sweep dispatches them again.
+    inline, queued = due[:INLINE_EFFECTS], due[INLINE_EFFECTS:]
+    if queued and ctx.queue is not None:
+        failed = await enqueue(ctx.queue, ctx.settings.job_queue, queued)
         if failed:
             async with ctx.pool.acquire() as conn:
                 await conn.execute(SQL["undispatch_outbox"], failed)
+    outcomes = await asyncio.gather(
+        *(process(ctx, i, attempts=n, now=now, channels=channels) for i, n in inline),
+        return_exceptions=True,
+    )
+    for (effect_id, _), outcome in zip(inline, outcomes, strict=True):
+        if isinstance(outcome, BaseException):  # the database failed: the sweep retries it
+            log.error(
+                "effect %s of %s: %r", effect_id, label(event), outcome, extra=_context(event)
+            )
     return result
 
 

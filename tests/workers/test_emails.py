@@ -121,7 +121,7 @@ async def test_confirmation_to_invitee_and_host_with_links_zone_and_ics(
     # The host: times in the event type's zone, no links.
     text, html, invite = _parts(theirs)
     assert "(Europe/Paris)" in text and "Jane Doe booked Intro call" in text
-    assert booking["cancel_token"] not in theirs.as_string()
+    assert booking["cancel_token"] not in text + html
     assert str(_event(invite)["uid"]) == f"{booking['id']}@astrocal"
 
     # Nothing is sent twice, however often the outbox is drained.
@@ -147,7 +147,7 @@ async def test_group_booking_each_attendee_alone_in_their_zone_links_for_the_pri
         zone = person.get("timezone", "UTC")
         assert f"({zone})" in text
         assert len(_event(invite).get("attendee")) == 3
-        has_links = booking["cancel_token"] in message.as_string()
+        has_links = booking["cancel_token"] in text + html
         assert has_links is (person["name"] == "Ann")
     # The HTML part is escaped.
     [cy] = smtp.to(people[2]["email"])
@@ -172,9 +172,9 @@ async def test_cancellation_sends_method_cancel_and_drops_the_reminders(
     assert len(smtp.messages) == 4
     for message in smtp.messages[2:]:
         assert message["Subject"].startswith("Cancelled: Intro call on ")
-        text, _, invite = _parts(message)
+        text, html, invite = _parts(message)
         assert "Reason: Sick" in text
-        assert booking["cancel_token"] not in message.as_string()
+        assert booking["cancel_token"] not in text + html
         assert str(invite["method"]) == "CANCEL"
         event = _event(invite)
         assert event["sequence"] == 1 and str(event["status"]) == "CANCELLED"
