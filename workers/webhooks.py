@@ -126,10 +126,12 @@ async def deliver(
         await webhooks.record(conn, row, outcome, retry_at=later, manual=False, now=now)
     result = "success" if outcome.ok else outcome.error or f"status {outcome.status_code}"
     log.info(
-        "webhook delivery %s of %s: %s",
+        "webhook delivery %s of %s to %s: %s",
         ids.encode("whd", delivery_id),
         ids.encode("evn", row["event_id"]),
+        ids.encode("whk", row["endpoint_id"]),
         result,
+        extra={"request_id": row["request_id"]},
     )
     return result
 

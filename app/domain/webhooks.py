@@ -372,6 +372,7 @@ async def fan_out(conn: Connection, event: Any, *, now: datetime) -> list[UUID]:
                     "event": event["kind"],
                     "booking_id": event["booking_id"],
                     "body": await envelope(conn, event),
+                    "request_id": event["request_id"],
                     "created_at": event["created_at"],
                 },
             )

@@ -26,6 +26,8 @@ create table webhook_events (
     event text not null,
     booking_id uuid,
     body bytea not null,
+    -- The request that caused the change, for the log lines of every delivery.
+    request_id text,
     created_at timestamptz not null
 );
 create index webhook_events_org on webhook_events (organization_id, is_test, id);

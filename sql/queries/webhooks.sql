@@ -53,8 +53,10 @@ where d.id = :delivery_id and d.endpoint_id = :endpoint_id;
 -- The envelope is frozen the first time an event fans out: a second fan-out keeps the first
 -- bytes. Returns the stored row either way.
 with inserted as (
-    insert into webhook_events (id, organization_id, is_test, event, booking_id, body, created_at)
-    values (:event_id, :organization_id, :is_test, :event, :booking_id, :body, :created_at)
+    insert into webhook_events (id, organization_id, is_test, event, booking_id, body,
+                                request_id, created_at)
+    values (:event_id, :organization_id, :is_test, :event, :booking_id, :body, :request_id,
+            :created_at)
     on conflict (id) do nothing
     returning id, body
 )
@@ -117,7 +119,8 @@ where id = any(:delivery_ids::uuid[]) and status = 'pending';
 -- name: get_webhook_attempt
 -- What one attempt needs: the delivery, its endpoint (the sealed secret) and the frozen body.
 select d.id, d.endpoint_id, d.event_id, d.event, d.status, d.attempts, d.scheduled_attempts,
-    d.next_retry_at, w.url, w.active, w.secret_sealed, w.organization_id, w.is_test, e.body
+    d.next_retry_at, w.url, w.active, w.secret_sealed, w.organization_id, w.is_test, e.body,
+    e.request_id
 from webhook_deliveries d
 join webhook_endpoints w on w.id = d.endpoint_id
 join webhook_events e on e.id = d.event_id
