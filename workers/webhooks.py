@@ -43,6 +43,8 @@ async def plan(conn: Connection, event: Any, now: datetime) -> Sequence[outbox.E
     entry and one delivery per endpoint active and subscribed now. webhook_deliveries is this
     channel's effect record (spec §11's WebhookDelivery), claimed by its own sweep below, which
     bounds each endpoint's attempts in flight; so no outbox effect rows."""
+    if event["kind"] not in webhooks.EVENTS:
+        return ()
     created = await webhooks.fan_out(conn, event, now=now)
     log.info(
         "event %s %s: %d webhook deliveries",
