@@ -55,4 +55,9 @@ create table webhook_deliveries (
     check ((status = 'pending') = (next_retry_at is not null))
 );
 create index webhook_deliveries_endpoint on webhook_deliveries (endpoint_id, id);
-create index webhook_deliveries_due on webhook_deliveries (next_retry_at) where status = 'pending';
+-- The sweep's probe per endpoint: its next due pending deliveries.
+create index webhook_deliveries_next on webhook_deliveries (endpoint_id, next_retry_at, id)
+    where status = 'pending';
+-- Attempts in flight (dispatched, not yet recorded): a handful per endpoint at most.
+create index webhook_deliveries_running on webhook_deliveries (endpoint_id, dispatched_at)
+    where status = 'pending' and dispatched_at is not null;

@@ -87,22 +87,26 @@ returning id;
 -- Due pending deliveries whose job is not running (never dispatched, or dispatched so long
 -- ago, :lost_after seconds, that the job was lost), at most :per_endpoint running per endpoint
 -- at once, so that one slow receiver holds only its own slots. Inactive endpoints' deliveries
--- wait.
+-- wait. Each active endpoint is probed through webhook_deliveries_next, so a dead endpoint's
+-- backlog costs a few index rows per sweep, not a scan.
 with running as (
     select endpoint_id, count(*) as n from webhook_deliveries
     where status = 'pending'
       and dispatched_at > :now::timestamptz - make_interval(secs => :lost_after::integer)
     group by endpoint_id
-), due as (
-    select d.id, d.endpoint_id,
-        row_number() over (partition by d.endpoint_id order by d.next_retry_at, d.id) as rank
-    from webhook_deliveries d join webhook_endpoints w on w.id = d.endpoint_id and w.active
-    where d.status = 'pending' and d.next_retry_at <= :now
-      and (d.dispatched_at is null
-           or d.dispatched_at <= :now::timestamptz - make_interval(secs => :lost_after::integer))
 ), chosen as (
-    select due.id from due left join running r on r.endpoint_id = due.endpoint_id
-    where due.rank <= :per_endpoint - coalesce(r.n, 0)
+    select due.id
+    from webhook_endpoints w
+    left join running r on r.endpoint_id = w.id
+    cross join lateral (
+        select d.id from webhook_deliveries d
+        where d.endpoint_id = w.id and d.status = 'pending' and d.next_retry_at <= :now
+          and (d.dispatched_at is null
+               or d.dispatched_at <= :now::timestamptz - make_interval(secs => :lost_after::integer))
+        order by d.next_retry_at, d.id
+        limit greatest(:per_endpoint::integer - coalesce(r.n, 0), 0)
+    ) due
+    where w.active
     limit :batch
 )
 update webhook_deliveries set dispatched_at = :now
