@@ -110,10 +110,11 @@ with running as (
     limit :batch
 )
 update webhook_deliveries set dispatched_at = :now
-where id in (
-    select id from webhook_deliveries where id in (select id from chosen)
+where id = any(array(
+    -- Arrays, not `in`: a few primary-key probes rather than a hash join over the table.
+    select id from webhook_deliveries where id = any(array(select id from chosen))
     for update skip locked
-)
+))
 returning id, scheduled_attempts;
 
 -- name: undispatch_webhook_deliveries
