@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from workers import webhooks
+from workers import emails, webhooks
 from workers.outbox import Channel
 
 CHANNELS: tuple[Channel, ...] = (
+    emails.CHANNEL,
     Channel(
         kind="webhook",
         retry_seconds=webhooks.RETRY_SECONDS,

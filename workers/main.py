@@ -12,7 +12,7 @@ from arq.worker import Worker
 
 from app import targets
 from app.clock import utcnow
-from app.db import SQL, create_pool
+from app.db import SQL, Pool, create_pool
 from app.settings import Settings
 from workers.channels import CHANNELS
 from workers.outbox import (
@@ -38,22 +38,28 @@ def create(
     handle_signals: bool = True,
     channels: Sequence[Channel] = CHANNELS,
     clock: Callable[[], datetime] = utcnow,
+    pool: Pool | None = None,
 ) -> Worker:
-    """An arq Worker bound to these settings (used by `astrocal worker`, `dev` and tests)."""
+    """An arq Worker bound to these settings (used by `astrocal worker`, `dev` and tests).
+
+    With a pool given (tests), the worker uses it and leaves it open; otherwise it opens its
+    own and closes it on shutdown.
+    """
 
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["settings"] = settings
         ctx["channels"] = tuple(channels)
-        pool = await create_pool(settings.database_url, max_size=10)
+        own = pool or await create_pool(settings.database_url, max_size=10)
         # The webhook client: shared by every delivery, limits and no redirects (app/targets.py).
         http = targets.client(timeout_seconds=settings.webhook_timeout_seconds)
         ctx["context"] = Context(
-            pool=pool, settings=settings, queue=ctx["redis"], clock=clock, extra={"http": http}
+            pool=own, settings=settings, queue=ctx["redis"], clock=clock, extra={"http": http}
         )
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         if "context" in ctx:  # startup may have failed to connect
             await ctx["context"].extra["http"].aclose()
+        if pool is None and "context" in ctx:
             await ctx["context"].pool.close()
 
     # Burst mode drains what is queued and stops, so it runs no crons (the every-second

@@ -4,6 +4,7 @@ from app.api import (
     api_keys,
     availability,
     bookings,
+    docs,
     event_types,
     events,
     members,
@@ -20,4 +21,5 @@ HANDLERS = [
     *bookings.HANDLERS,
     *webhooks.HANDLERS,
     *events.HANDLERS,
+    *docs.HANDLERS,
 ]

@@ -205,11 +205,14 @@ async def document(client: httpx.AsyncClient) -> dict[str, Any]:
 
 
 def route_table(settings: Settings) -> set[tuple[str, str]]:
-    """(method, path template) of every route handler of a fresh app, OPTIONS excepted."""
+    """(method, path template) of every API route handler of a fresh app, OPTIONS excepted
+    (the /docs pages are marked include_in_schema=False: they are not part of the API)."""
     table: set[tuple[str, str]] = set()
     for route in create_app(settings).routes:
         for handler in getattr(route, "route_handlers", []):
             assert isinstance(handler, HTTPRouteHandler)
+            if not handler.resolve_include_in_schema():
+                continue
             for method in handler.http_methods:
                 if method != "OPTIONS":
                     table.add((method.lower(), route.path_format))
