@@ -57,7 +57,9 @@ where s.seats <> coalesce(b.seats, 0);
 -- Every confirmed booking wrote booking.created and booking.confirmed in its transaction.
 select count(*)
 from bookings b
-left join (select booking_id, count(*) as n from outbox group by booking_id) o
+left join (
+    select booking_id, count(*) as n from outbox where event_id is null group by booking_id
+) o
     on o.booking_id = b.id
 where b.status = 'confirmed' and coalesce(o.n, 0) <> 2;
 

@@ -1,103 +1,309 @@
-"""The outbox: due rows become arq jobs; each job runs its row's side effect exactly once."""
+"""The outbox: events fan out into effects per channel; due rows become arq jobs, run once.
+
+Rows without an event_id (booking.created, .confirmed, .cancelled, .rescheduled) are EVENTS,
+written in the booking's transaction and never changed but for their processing columns. The
+worker fans each event out into EFFECT rows of the same table (an email per recipient, each
+reminder, a webhook delivery per endpoint...) in one transaction with `on conflict do
+nothing`, so a second fan-out creates nothing twice. Fan-out happens here rather than in the
+booking transaction so that the hot path writes one row per event whatever the number of
+recipients or endpoints, and subscriptions are read when the event is dispatched.
+
+Every row has its own `available_at` (reminders, retries), attempt count, retry schedule (the
+channel's, as data) and terminal `failed` state; one failing recipient never blocks another.
+Database connections are held only around each step, never across SMTP or HTTP.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from datetime import datetime
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from arq import ArqRedis, Retry
+import msgspec
+from arq import ArqRedis
+from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
 
+from app import ids
 from app.clock import utcnow
 from app.db import SQL, Connection, Pool
+from app.settings import Settings
 
 log = logging.getLogger("astrocal.worker")
 
-# A dispatched row whose job has not finished after this long is dispatched again.
+# A dispatched row whose job has not finished after this long is dispatched again. It must
+# exceed JOB_TIMEOUT_SECONDS, so that a job still running is never taken for a lost one.
 REDISPATCH_AFTER_SECONDS = 300
+JOB_TIMEOUT_SECONDS = 120
 DISPATCH_BATCH = 500
-MAX_BACKOFF_SECONDS = 3600
-
-Handler = Callable[[Connection, Any, datetime], Awaitable[None]]
-
-
-async def _announce(conn: Connection, row: Any, now: datetime) -> None:
-    """Booking lifecycle events. Their webhooks, emails and calendar writes fan out from here
-    as those channels are added; until then the event is recorded as delivered."""
-    log.info("outbox event %s for booking %s", row["kind"], row["booking_id"])
+# A fan-out fails only when the database does or a plan has a bug: retried for about a day.
+EVENT_RETRY_SECONDS = (10, 60, 300, 1800, 7200, 21600, 43200)
+JOB = "process_outbox"
+# Effects a fan-out runs itself rather than enqueueing (one booking's emails, typically).
+INLINE_EFFECTS = 8
 
 
-HANDLERS: dict[str, Handler] = {
-    "booking.created": _announce,
-    "booking.confirmed": _announce,
-    "booking.cancelled": _announce,
-    "booking.rescheduled": _announce,
-}
+class Transient(Exception):
+    """Try again on the channel's schedule (server down, timeout, 4xx SMTP reply...)."""
 
 
-def job_id(outbox_id: UUID) -> str:
-    """Deterministic: enqueueing the same row twice while its job exists is a no-op."""
-    return f"outbox:{outbox_id}"
+class Permanent(Exception):
+    """Retrying cannot help (mailbox refused, invalid target): the row is failed at once."""
+
+
+class Effect(msgspec.Struct, frozen=True, kw_only=True):
+    """One side effect an event causes, as a channel's plan returns it."""
+
+    kind: str
+    # Unique per (event, kind): the recipient, the endpoint, the reminder...
+    target: str
+    payload: dict[str, Any]
+    # None: due at once.
+    available_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a channel's job works with, opened once per worker process."""
+
+    pool: Pool
+    settings: Settings
+    queue: ArqRedis | None = None
+    # Entry points read the time here and pass it down; tests move it forward.
+    clock: Callable[[], datetime] = utcnow
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Plan = Callable[[Connection, Any, datetime], Awaitable[Sequence[Effect]]]
+# Does the effect of one row (the outbox record, re-read); returns what it did, raises
+# Transient or Permanent. Any other exception counts as transient.
+Run = Callable[[Context, Any, datetime], Awaitable[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """A kind of effect: how an event plans them, how one is run, and its retry schedule.
+
+    `retry_seconds[n]` is the delay after failed attempt n + 1; past the end the row fails.
+    """
+
+    kind: str
+    retry_seconds: tuple[int, ...]
+    plan: Plan
+    run: Run
+    jitter: float = 0.0  # e.g. 0.1 for +-10 %
+
+
+def job_id(outbox_id: UUID, attempts: int) -> str:
+    """Deterministic per attempt: enqueueing the same attempt twice is a no-op, and the next
+    attempt's job is not mistaken for the last one's (arq keeps results an hour)."""
+    return f"outbox:{outbox_id}:{attempts}"
+
+
+def label(row: Any) -> str:
+    """A row in log lines, with the API's prefixed ids."""
+    booking = f" {ids.encode('bk', row['booking_id'])}" if row["booking_id"] else ""
+    if row["event_id"] is None:
+        return f"{row['kind']} {ids.encode('evn', row['id'])}{booking}"
+    return f"{row['kind']} for {ids.encode('evn', row['event_id'])}{booking}"
+
+
+def _context(row: Any) -> dict[str, Any]:
+    return {"request_id": row["request_id"]}
+
+
+async def enqueue(queue: ArqRedis, queue_name: str, rows: Sequence[tuple[UUID, int]]) -> list[UUID]:
+    """Enqueue one job per (id, attempts); returns the ids that could not be enqueued."""
+    failed = []
+    for outbox_id, attempts in rows:
+        try:
+            await queue.enqueue_job(
+                JOB,
+                str(outbox_id),
+                attempts,
+                _job_id=job_id(outbox_id, attempts),
+                _queue_name=queue_name,
+            )
+        except Exception:  # Redis down: leave the row for the next sweep
+            log.warning("could not enqueue outbox row %s", outbox_id, exc_info=True)
+            failed.append(outbox_id)
+    return failed
+
+
+async def _unstick(queue: ArqRedis, outbox_id: UUID, attempts: int) -> None:
+    """Forget what Redis still holds of a lost row's job, so that it is enqueued afresh: it
+    may sit marked in progress by a worker that died, under the attempt it was dispatched for
+    or the one it had started, or linger as a job or result without a place in the queue.
+    Nothing runs it meanwhile: a job outlives its timeout by far less than a re-dispatch."""
+    keys = []
+    for n in {attempts, max(attempts - 1, 0)}:
+        name = job_id(outbox_id, n)
+        keys += [in_progress_key_prefix + name, result_key_prefix + name, job_key_prefix + name]
+    await queue.delete(*keys)
 
 
 async def dispatch_due(pool: Pool, queue: ArqRedis, *, queue_name: str, now: datetime) -> int:
     """Claim due rows and enqueue their jobs; rows that fail to enqueue are released."""
     async with pool.acquire() as conn:
-        ids = [
-            r["id"]
-            for r in await conn.fetch(
-                SQL["claim_due_outbox"], now, DISPATCH_BATCH, REDISPATCH_AFTER_SECONDS
-            )
-        ]
-    failed = []
-    for outbox_id in ids:
-        try:
-            await queue.enqueue_job(
-                "process_outbox", str(outbox_id), _job_id=job_id(outbox_id), _queue_name=queue_name
-            )
-        except Exception:  # Redis down: leave the row for the next sweep
-            log.warning("could not enqueue outbox row %s", outbox_id, exc_info=True)
-            failed.append(outbox_id)
+        rows = await conn.fetch(
+            SQL["claim_due_outbox"], now, DISPATCH_BATCH, REDISPATCH_AFTER_SECONDS
+        )
+    for row in rows:
+        if row["again"]:
+            try:
+                await _unstick(queue, row["id"], row["attempts"])
+            except Exception:
+                log.warning("could not clear the stale job of %s", row["id"], exc_info=True)
+    failed = await enqueue(queue, queue_name, [(r["id"], r["attempts"]) for r in rows])
     if failed:
         async with pool.acquire() as conn:
             await conn.execute(SQL["undispatch_outbox"], failed)
-    return len(ids) - len(failed)
+    return len(rows) - len(failed)
 
 
-def backoff(attempt: int) -> int:
-    """Seconds before retry N: 2, 4, 8, ... capped at an hour."""
-    return int(min(2**attempt, MAX_BACKOFF_SECONDS))
+def retry_at(
+    schedule: tuple[int, ...], attempts: int, now: datetime, jitter: float
+) -> datetime | None:
+    """When failed attempt number `attempts` (1-based) is tried again; None: give up."""
+    if attempts > len(schedule):
+        return None
+    delay: float = schedule[attempts - 1]
+    if jitter:
+        delay = delay * random.uniform(1 - jitter, 1 + jitter)  # noqa: S311 - not security
+    return now + timedelta(seconds=delay)
 
 
-async def process(pool: Pool, outbox_id: UUID, *, attempt: int, now: datetime) -> str:
-    """Run one row's side effect unless it already ran; a failure is retried with backoff."""
-    async with pool.acquire() as conn:
-        row = await conn.fetchrow(SQL["get_outbox"], outbox_id)
-        if row is None or row["processed_at"] is not None:
-            return "skipped"
-        handler = HANDLERS.get(row["kind"])
-        if handler is None:
-            log.error("no handler for outbox kind %s", row["kind"])
-            await conn.execute(SQL["fail_outbox"], outbox_id, f"unknown kind {row['kind']}")
-            return "unknown"
-        try:
-            await handler(conn, row, now)
-        except Exception as exc:
-            await conn.execute(SQL["fail_outbox"], outbox_id, repr(exc)[:500])
-            raise Retry(defer=backoff(attempt)) from exc
-        await conn.execute(SQL["finish_outbox"], outbox_id, now)
-    return "done"
+async def process(
+    ctx: Context,
+    outbox_id: UUID,
+    *,
+    attempts: int,
+    now: datetime,
+    channels: Sequence[Channel],
+) -> str:
+    """Run one row (an event's fan-out or an effect) unless it is done or has moved on."""
+    async with ctx.pool.acquire() as conn:
+        row = await conn.fetchrow(SQL["start_effect_attempt"], outbox_id, attempts)
+    if row is None:  # an event, or done, failed, or another job has this attempt
+        # Outside the block above: a job holding one pooled connection while it waits for a
+        # second deadlocks the worker once as many jobs run as the pool has connections.
+        return await _fan_out(ctx, outbox_id, attempts, now, channels)
+    channel = next((c for c in channels if c.kind == row["kind"]), None)
+    if channel is None:
+        error = f"no channel for outbox kind {row['kind']}"
+        log.error("%s: %s", label(row), error, extra=_context(row))
+        async with ctx.pool.acquire() as conn:
+            await conn.execute(SQL["fail_outbox"], outbox_id, now, error)
+        return "failed"
+    try:
+        result = await channel.run(ctx, row, now)
+    except Exception as exc:
+        return await _failed(ctx, row, exc, now, channel.retry_seconds, channel.jitter)
+    async with ctx.pool.acquire() as conn:
+        await conn.execute(SQL["finish_outbox"], outbox_id, now, result)
+    log.info("%s: %s", label(row), result, extra=_context(row))
+    return result
 
 
-async def process_outbox(ctx: dict[str, Any], outbox_id: str) -> str:
-    """arq job: one outbox row."""
-    return await process(ctx["pool"], UUID(outbox_id), attempt=ctx["job_try"], now=utcnow())
+async def _failed(
+    ctx: Context,
+    row: Any,
+    exc: Exception,
+    now: datetime,
+    schedule: tuple[int, ...],
+    jitter: float,
+) -> str:
+    error = f"{type(exc).__name__}: {exc}"[:500]
+    again = None if isinstance(exc, Permanent) else retry_at(schedule, row["attempts"], now, jitter)
+    async with ctx.pool.acquire() as conn:
+        if again is None:
+            await conn.execute(SQL["fail_outbox"], row["id"], now, error)
+        else:
+            await conn.execute(SQL["retry_outbox"], row["id"], again, error)
+    if again is None:
+        log.error(
+            "%s failed after %d attempts: %s", label(row), row["attempts"], error,
+            extra=_context(row), exc_info=not isinstance(exc, Transient | Permanent),
+        )  # fmt: skip
+        return "failed"
+    log.warning(
+        "%s attempt %d failed, next at %s: %s", label(row), row["attempts"],
+        again.isoformat(), error,
+        extra=_context(row), exc_info=not isinstance(exc, Transient | Permanent),
+    )  # fmt: skip
+    return "retry"
+
+
+async def _fan_out(
+    ctx: Context, event_id: UUID, attempts: int, now: datetime, channels: Sequence[Channel]
+) -> str:
+    """Plan every channel's effects of one event and mark it done, in one transaction; then
+    enqueue the effects due now (the sweep would find them within a second anyway)."""
+    try:
+        async with ctx.pool.acquire() as conn, conn.transaction():
+            event = await conn.fetchrow(SQL["start_event_attempt"], event_id, attempts)
+            if event is None:  # done, failed, or another job has this attempt
+                return "skipped"
+            effects: list[Effect] = []
+            for channel in channels:
+                effects += await channel.plan(conn, event, now)
+            inserted = await conn.fetch(
+                SQL["insert_effects"],
+                event_id,
+                now,
+                [e.kind for e in effects],
+                [e.target for e in effects],
+                [e.payload for e in effects],
+                [e.available_at or now for e in effects],
+                [ids.new_uuid() for _ in effects],
+            )
+            result = f"{len(effects)} effects"
+            await conn.execute(SQL["finish_outbox"], event_id, now, result)
+    except Exception as exc:
+        # The transaction took the attempt back with it: count it now, then schedule the retry.
+        async with ctx.pool.acquire() as conn:
+            row = await conn.fetchrow(SQL["start_event_attempt"], event_id, attempts)
+        if row is None:  # another job has this attempt
+            raise
+        return await _failed(ctx, row, exc, now, EVENT_RETRY_SECONDS, 0.0)
+    log.info("%s: %s", label(event), result, extra=_context(event))
+    due = [(r["id"], r["attempts"]) for r in inserted if r["due"]]
+    # The first few effects due now run here, at once and side by side (an arq job each would
+    # cost more CPU than most of them take); the rest get their own jobs. Either way they are
+    # marked dispatched: if this worker dies, the sweep dispatches them again.
+    inline, queued = due[:INLINE_EFFECTS], due[INLINE_EFFECTS:]
+    if queued and ctx.queue is not None:
+        failed = await enqueue(ctx.queue, ctx.settings.job_queue, queued)
+        if failed:
+            async with ctx.pool.acquire() as conn:
+                await conn.execute(SQL["undispatch_outbox"], failed)
+    outcomes = await asyncio.gather(
+        *(process(ctx, i, attempts=n, now=now, channels=channels) for i, n in inline),
+        return_exceptions=True,
+    )
+    for (effect_id, _), outcome in zip(inline, outcomes, strict=True):
+        if isinstance(outcome, BaseException):  # the database failed: the sweep retries it
+            log.error(
+                "effect %s of %s: %r", effect_id, label(event), outcome, extra=_context(event)
+            )
+    return result
+
+
+async def process_outbox(ctx: dict[str, Any], outbox_id: str, attempts: int) -> str:
+    """arq job: one outbox row, for the attempt it was dispatched for."""
+    context: Context = ctx["context"]
+    return await process(
+        context, UUID(outbox_id), attempts=attempts, now=context.clock(), channels=ctx["channels"]
+    )
 
 
 async def dispatch_outbox(ctx: dict[str, Any]) -> int:
     """arq cron job, every second: the sweep that makes sure nothing committed is lost."""
+    context: Context = ctx["context"]
     return await dispatch_due(
-        ctx["pool"], ctx["redis"], queue_name=ctx["settings"].job_queue, now=utcnow()
+        context.pool, ctx["redis"], queue_name=context.settings.job_queue, now=context.clock()
     )

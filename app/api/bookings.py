@@ -48,6 +48,12 @@ def _redis(resources: Resources, settings: Settings) -> Any:
     return resources.redis if settings.slot_lock_enabled else None
 
 
+def _request_id(request: Request[Any, Any, Any]) -> str | None:
+    """The X-Request-Id this request answers with, recorded on the outbox rows it writes."""
+    request_id: str | None = request.scope.get("state", {}).get("request_id")
+    return request_id
+
+
 @post(
     "/v1/bookings",
     opt=doc("public", request=BookingCreateBody, errors=(400, 404, 409)),
@@ -75,6 +81,7 @@ async def create_booking(
             redis=_redis(resources, settings),
             payments_enabled=settings.stripe_secret_key is not None,
             now=now,
+            request_id=_request_id(request),
         )
     return created(booking, f"/v1/bookings/{booking.id}")
 
@@ -181,6 +188,7 @@ async def cancel_booking(
             by="organizer" if caller else "invitee",
             redis=_redis(resources, settings),
             now=utcnow(),
+            request_id=_request_id(request),
         )
 
 
@@ -209,6 +217,7 @@ async def reschedule_booking(
             definitions=resources.definitions,
             redis=_redis(resources, settings),
             now=utcnow(),
+            request_id=_request_id(request),
         )
 
 

@@ -53,6 +53,8 @@ class Error(msgspec.Struct):
 @dataclass(frozen=True)
 class Doc:
     auth: Auth
+    # Only for a handler that returns bytes it encoded itself: the shape of those bytes.
+    response: Any = None
     request: Any = None
     errors: tuple[int, ...] = ()
     # The Struct the handler decodes its query string with (wire.decode_query).
@@ -82,7 +84,7 @@ def build(app: Litestar) -> dict[str, Any]:
             if not isinstance(handler, HTTPRouteHandler) or "doc" not in handler.opt:
                 continue
             spec: Doc = handler.opt["doc"]
-            response = _returned(handler)
+            response = spec.response or _returned(handler)
             for verb in sorted(handler.http_methods):
                 operations.append(
                     _Operation(route.path_format, verb.lower(), handler, spec, response)
@@ -170,6 +172,8 @@ def _operation(op: _Operation, ref_of: dict[int, Any]) -> dict[str, Any]:
         errors.add(401)
     if spec.request is not None:
         errors |= {413, 415, 422}
+    if any(p["in"] == "header" for p in operation["parameters"]):
+        errors.add(422)  # a malformed Idempotency-Key
     if query:
         errors.add(422)
     if "{" in op.path or any(p["name"] == "starting_after" for p in query):
@@ -257,9 +261,10 @@ def _wire_rules(document: dict[str, Any]) -> dict[str, Any]:
     return visited
 
 
-def _omitting(types: list[Any]) -> set[str]:
-    """Names of the Structs that omit unset fields (omit_defaults), reachable from `types`."""
-    names: set[str] = set()
+def _omitting(types: list[Any]) -> dict[str, set[str]]:
+    """Per Struct reachable from `types`, the fields it leaves out when unset: UNSET defaults,
+    or any default under omit_defaults (spec §11: *omitted when …*)."""
+    omitted: dict[str, set[str]] = {}
     pending = list(msgspec.inspect.multi_type_info(types))
     seen: set[int] = set()
     while pending:
@@ -269,22 +274,35 @@ def _omitting(types: list[Any]) -> set[str]:
         seen.add(id(info))
         if isinstance(info, msgspec.inspect.StructType):
             cls = get_origin(info.cls) or info.cls  # Page[Booking] -> Page
-            if cls.__struct_config__.omit_defaults:
-                names.add(cls.__name__)
+            every_default = cls.__struct_config__.omit_defaults
+            names = {
+                f.encode_name
+                for f in info.fields
+                if not f.required and (every_default or _unset_default(f))
+            }
+            if names:
+                omitted[cls.__name__] = names
             pending += [f.type for f in info.fields]
         else:
-            for attr in ("types", "item_type", "key_type", "value_type", "item_types"):
+            for attr in ("types", "item_type", "key_type", "value_type", "item_types", "type"):
                 value = getattr(info, attr, None)
                 if isinstance(value, tuple):
                     pending += list(value)
-                elif value is not None:
+                elif isinstance(value, msgspec.inspect.Type):
                     pending.append(value)
-    return names
+    return omitted
 
 
-def _require_every_field(components: dict[str, Any], roots: list[Any], omitting: set[str]) -> None:
+def _unset_default(field: msgspec.inspect.Field) -> bool:
+    """type_info reports an UNSET default as no default on an optional field."""
+    return field.default is msgspec.NODEFAULT and field.default_factory is msgspec.NODEFAULT
+
+
+def _require_every_field(
+    components: dict[str, Any], roots: list[Any], omitted: dict[str, set[str]]
+) -> None:
     """Response objects always carry every field (null when empty), defaults or not, except
-    the fields a Struct omits when unset (spec: *omitted when …*)."""
+    the fields their Struct omits when unset."""
     pending = [str(root["$ref"]).rsplit("/", 1)[-1] for root in roots if "$ref" in root]
     seen: set[str] = set()
     while pending:
@@ -293,8 +311,9 @@ def _require_every_field(components: dict[str, Any], roots: list[Any], omitting:
             continue
         seen.add(name)
         schema = components[name]
-        if "properties" in schema and name not in omitting:
-            schema["required"] = list(schema["properties"])
+        if "properties" in schema:
+            left_out = omitted.get(name, set())
+            schema["required"] = [p for p in schema["properties"] if p not in left_out]
         encoded = msgspec.json.encode(schema).decode()
         pending += re.findall(r'"#/components/schemas/([^"]+)"', encoded)
 

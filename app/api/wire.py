@@ -324,6 +324,13 @@ def query_instant(name: str, value: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
+def query_choice(name: str, value: str | None, choices: tuple[str, ...]) -> str | None:
+    """A parameter whose choices are data (not a Literal): the message lists them in order."""
+    if value is not None and value not in choices:
+        raise ValidationFailed.field(name, "Must be one of: " + ", ".join(choices))
+    return value
+
+
 def filter_id(prefix: str, value: str | None) -> UUID | None:
     """A list filter's id: a malformed one matches nothing (an empty list, not an error)."""
     if value is None:

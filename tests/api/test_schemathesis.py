@@ -44,6 +44,8 @@ SEMANTIC = {
     "/v1/availability": "end not before start, at most 30 days",
     "/v1/bookings": "start_time in the future; end_date not before start_date",
     "/v1/bookings/{booking_id}/reschedule": "new_start_time in the future",
+    "/v1/webhooks": "the url resolves to public addresses only; '*' stands alone",
+    "/v1/webhooks/{webhook_id}": "the same rules on the changed fields",
 }
 IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
 
