@@ -309,3 +309,19 @@ async def test_a_timestamp_query_is_rfc_3339_with_offset_only(api: Api, value: s
         await api.get("/v1/bookings", params={"updated_since": value}), 422, "validation_error"
     )
     assert failed["details"] == {"updated_since": "Must be an RFC 3339 timestamp with offset"}
+
+
+@pytest.mark.parametrize("path", ["/v1/bookings", "/v1/event-types", "/v1/members"])
+async def test_undecodable_bodies_with_an_idempotency_key_are_422(api: Api, path: str) -> None:
+    """The Idempotency-Key fingerprint reads the body before the handler does."""
+    headers = {"Authorization": f"Bearer {api.org.live_key}", "Content-Type": "application/json"}
+    for n, (body, message) in enumerate(
+        [
+            (b'{"event_type_id": "evt_x", "title": "\xff"}', "Invalid JSON"),
+            (b'{"event_type_id": ' + b"[" * 3000 + b"]" * 3000 + b"}", "Nested too deeply"),
+        ]
+    ):
+        sent = {**headers, "Idempotency-Key": f"undecodable-{n}-{path}"}
+        response = await api.client.post(path, content=body, headers=sent)
+        assert error(response, 422, "validation_error")["details"] == {"body": message}
+    assert (await api.get("/v1/event-types")).json()["data"] == []
