@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
+from operator import itemgetter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import asyncpg
 import msgspec
@@ -16,6 +18,22 @@ QUERIES_DIR = SQL_DIR / "queries"
 _MIGRATION_LOCK = 0x61737472  # "astr"
 
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
+# What a query's text is made of, as far as its parameters go: literals, quoted names and
+# comments are skipped whole (a `:x` or `$1` inside them is text), `::` is a cast, then
+# `:name` (named) or `$n` (positional) parameters.
+_TOKEN = re.compile(
+    r"""
+      '(?:[^']|'')*'
+    | "(?:[^"]|"")*"
+    | --[^\n]*
+    | /\*.*?\*/
+    | \$(?P<tag>(?:[A-Za-z_]\w*)?)\$.*?\$(?P=tag)\$
+    | ::
+    | (?<![\w:]):(?P<name>[A-Za-z_]\w*)
+    | \$(?P<number>\d+)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -28,19 +46,84 @@ else:
     Pool = asyncpg.Pool
 
 
-def load_queries(directory: Path = QUERIES_DIR) -> dict[str, str]:
+class Query(NamedTuple):
+    """A named block of sql/queries: the text PostgreSQL prepares, and its parameters' names."""
+
+    text: str  # `:name` parameters rewritten to $1, $2, ... in order of first use
+    names: tuple[str, ...]  # names[0] is $1; () for a query written with $n itself
+
+
+def load_queries(directory: Path = QUERIES_DIR, pattern: str = "*.sql") -> dict[str, Query]:
     """Every `-- name: x` block of sql/queries/*.sql, by name (names are unique across files)."""
-    queries: dict[str, str] = {}
-    for path in sorted(directory.glob("*.sql")):
-        parts = _NAME.split(path.read_text())
-        for name, body in zip(parts[1::2], parts[2::2], strict=True):
+    queries: dict[str, Query] = {}
+    for path in sorted(directory.glob(pattern)):
+        head, *parts = _NAME.split(path.read_text())
+        if _TOKEN.sub(_drop_comments, head).strip():
+            raise ValueError(f"{path.name}: SQL before the first `-- name:` line")
+        for name, body in zip(parts[::2], parts[1::2], strict=True):
             if name in queries:
                 raise ValueError(f"duplicate query name {name!r} in {path.name}")
-            queries[name] = body.strip()
+            queries[name] = _parse(name, body.strip())
     return queries
 
 
-SQL = load_queries()
+def _drop_comments(match: re.Match[str]) -> str:
+    return "" if match[0].startswith(("--", "/*")) else match[0]
+
+
+def _parse(name: str, body: str) -> Query:
+    """Rewrite `:name` parameters to `$n` (one number per name, however often it is used),
+    as aiosql does for asyncpg, so that the statement binds from a mapping by name."""
+    names: dict[str, str] = {}
+    numbers: set[int] = set()
+
+    def rewrite(match: re.Match[str]) -> str:
+        if match["name"]:
+            return names.setdefault(match["name"], f"${len(names) + 1}")
+        if match["number"]:
+            numbers.add(int(match["number"]))
+        return match[0]
+
+    text = _TOKEN.sub(rewrite, body)
+    if names and numbers:
+        raise ValueError(f"query {name!r} mixes :name and $n parameters")
+    if numbers != set(range(1, len(numbers) + 1)):
+        missing = sorted(set(range(1, max(numbers))) - numbers)
+        raise ValueError(f"query {name!r} has no ${missing[0]}")
+    return Query(text, tuple(names))
+
+
+QUERIES = load_queries()
+# The text of every query, for call sites that pass positional $n arguments.
+SQL = {name: query.text for name, query in QUERIES.items()}
+
+
+def _taker(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """The mapping's values for `names` as one tuple, in order (itemgetter: done in C)."""
+    if len(names) == 1:
+        (only,) = names
+        return lambda params: (params[only],)
+    return itemgetter(*names)
+
+
+_TAKE = {name: _taker(query.names) for name, query in QUERIES.items() if query.names}
+
+
+def bind(name: str, params: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The named query's text and its arguments taken from `params` by name, for
+    `await conn.fetchrow(*bind("get_booking", {"booking_id": ...}))`. `params` has exactly the
+    query's names: a missing or a stray one raises instead of binding the wrong column."""
+    take = _TAKE.get(name)
+    if take is None:
+        raise TypeError(f"query {name!r} has no named parameters")
+    try:
+        values = take(params)
+    except KeyError as exc:
+        raise TypeError(f"query {name!r} needs :{exc.args[0]}") from None
+    if len(params) != len(values):
+        stray = sorted(set(params) - set(QUERIES[name].names))
+        raise TypeError(f"query {name!r} has no parameter :{stray[0]}")
+    return (SQL[name], *values)
 
 
 async def _init_connection(conn: Connection) -> None:

@@ -30,6 +30,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     payment_timeout_minutes: int = 30
     webhook_allow_private_targets: bool = False
     webhook_timeout_seconds: float = 10.0
+    # `astrocal dev` only: http webhooks to localhost/loopback (not other private addresses).
+    webhook_dev_loopback: bool = False
     calendar_busy_timeout_seconds: float = 5.0
     calendar_busy_cache_seconds: int = 60
     rate_limit_enabled: bool = True

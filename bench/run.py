@@ -42,14 +42,14 @@ import httpx
 
 from app import embedded, ids
 from app.clock import utcnow
-from app.db import SQL, load_queries, migrate
+from app.db import QUERIES, load_queries, migrate
 from app.domain import api_keys, availability, event_types, members, organizations
 from bench import worker as bench_worker
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
-CHECKS = load_queries(BENCH_DIR)
+CHECKS = {name: query.text for name, query in load_queries(BENCH_DIR, "checks.sql").items()}
 
 # The best of the configurations tried on a 2-core machine (bench/README.md): more workers or
 # more clients than this only add queueing while PostgreSQL needs the same cores.
@@ -627,42 +627,53 @@ _UUID7 = (
 _EMAIL = "('pgbench-' || :client_id || '-' || :n || '@example.com')"
 # pgbench variables hold numbers or strings, never NULL, and \set cannot make a uuid or a
 # timestamp: those parameters become SQL expressions, NULL ones the NULL literal. All others
-# stay parameters (-M prepared), typed by the server exactly as for asyncpg.
-_INSERT_VALUES = {
-    1: _UUID7,
-    2: ":org",
-    3: ":is_test",
-    4: "(per script)",
-    5: "(per script)",
-    6: "NULL",
-    7: ":status",
-    8: "to_timestamp(:start)",
-    9: "to_timestamp(:end)",
-    10: ":duration",
-    11: ":buffer_before",
-    12: ":buffer_after",
-    13: ":invitee_name",
-    14: _EMAIL,
-    15: ":invitee_timezone",
-    16: ":attendee_count",
-    17: ":attendees",
-    18: f"array[{_EMAIL}]",
-    19: "NULL",
-    20: ":metadata",
-    21: "'ctk_' || replace(gen_random_uuid()::text, '-', '')",
-    22: "NULL",
-    23: "NULL",
-    24: ":now",
-    25: _UUID7,
-    26: ":capacity",
-    27: ":kinds",
-    28: f"array[{_UUID7}, {_UUID7}]",
-    29: "(per script)",
+# stay parameters (-M prepared), typed by the server exactly as for asyncpg. Keyed by the
+# query's parameter names, like the API's own binding.
+_INSERT_VALUES: dict[str | int, str] = {
+    "id": _UUID7,
+    "organization_id": ":org",
+    "is_test": ":is_test",
+    "event_type_id": "(per script)",
+    "host_member_id": "(per script)",
+    "assigned_host": "NULL",
+    "status": ":status",
+    "start_at": "to_timestamp(:start)",
+    "end_at": "to_timestamp(:end)",
+    "duration_minutes": ":duration",
+    "buffer_before_minutes": ":buffer_before",
+    "buffer_after_minutes": ":buffer_after",
+    "invitee_name": ":invitee_name",
+    "invitee_email": _EMAIL,
+    "invitee_timezone": ":invitee_timezone",
+    "attendee_count": ":attendee_count",
+    "attendees": ":attendees",
+    "attendee_emails": f"array[{_EMAIL}]",
+    "notes": "NULL",
+    "metadata": ":metadata",
+    "cancel_token": "'ctk_' || replace(gen_random_uuid()::text, '-', '')",
+    "location": "NULL",
+    "meeting_url": "NULL",
+    "calendar_connection_id": "NULL",
+    "calendar_event_id": "NULL",
+    "reschedule_count": "0",
+    "reschedule_reason": "NULL",
+    "cancelled_at": "NULL",
+    "cancel_reason": "NULL",
+    "cancelled_by": "NULL",
+    "created_at": ":now",
+    "updated_at": ":now",
+    "new_hold_id": _UUID7,
+    "capacity": ":capacity",
+    "outbox_kinds": ":kinds",
+    "outbox_ids": f"array[{_UUID7}, {_UUID7}]",
+    "payload": ":payload",
+    "request_id": ":request_id",
+    "revision": "(per script)",
 }
 # schedule_state as bookings.create calls it for round-robin and group event types
 # (schedule.load): span = [start, start + 8h) widened by the 120-minute buffer margin and the
 # 32-day cap margin. A single-host, single-seat booking (the free-slot load) reads nothing.
-_STATE_VALUES = {
+_STATE_VALUES: dict[str | int, str] = {
     1: "(per script)",
     2: "NULL",
     3: "NULL",
@@ -674,15 +685,23 @@ _STATE_VALUES = {
 }
 
 
-def _statement(name: str, values: dict[int, str]) -> str:
-    """A named query of sql/queries with its parameters replaced, comment lines dropped."""
-    lines = [line for line in SQL[name].splitlines() if not line.lstrip().startswith("--")]
+def _statement(name: str, values: dict[str | int, str]) -> str:
+    """A named query of sql/queries with its parameters replaced, comment lines dropped;
+    `values` is keyed by parameter name, or by number for a query written with $n."""
+    query = QUERIES[name]
+    if query.names:
+        if set(values) != set(query.names):
+            raise ValueError(
+                f"{name}: parameters {sorted(query.names)}, values for {sorted(values, key=str)}"
+            )
+        values = {number: values[n] for number, n in enumerate(query.names, 1)}
+    lines = [line for line in query.text.splitlines() if not line.lstrip().startswith("--")]
     text = _PARAM.sub(lambda m: values[int(m.group(1))], "\n".join(lines)).rstrip().rstrip(";")
     return text + ";\n"
 
 
 def pgbench_scripts(
-    seed: Seed, directory: Path, *, with_read: bool, run: int
+    seed: Seed, directory: Path, *, with_read: bool, run: int, payload: str
 ) -> tuple[list[Path], list[str]]:
     """One script per free-slot host (each transaction picks one at random), and -D values.
 
@@ -694,7 +713,7 @@ def pgbench_scripts(
     scripts = []
     for k in range(len(seed.free)):
         header = (
-            f"-- generated by bench/run.py from sql/queries/bookings.sql; host {k}\n"
+            f"-- generated by bench/run.py from sql/queries/; host {k}\n"
             "\\set n :n + 1\n"
             f"\\set start {PGBENCH_EPOCH} + (({run} * 256 + :client_id) * 1000000 + :n) * "
             f"{SLOT_MINUTES * 60}\n"
@@ -706,10 +725,14 @@ def pgbench_scripts(
             "\\set caps_from :start - 2764800\n"
             "\\set caps_to :start + 2793600\n"
         )
-        mine = {4: f":event_type_{k}", 5: f":host_{k}", 29: f":revision_{k}"}
+        mine: dict[str | int, str] = {
+            "event_type_id": f":event_type_{k}",
+            "host_member_id": f":host_{k}",
+            "revision": f":revision_{k}",
+        }
         body = _statement("insert_booking", _INSERT_VALUES | mine)
         if with_read:
-            body = _statement("schedule_state", _STATE_VALUES | {1: mine[4]}) + body
+            body = _statement("schedule_state", _STATE_VALUES | {1: mine["event_type_id"]}) + body
         path = directory / f"{'read_insert' if with_read else 'insert'}_{k}.sql"
         path.write_text(header + body)
         scripts.append(path)
@@ -737,6 +760,8 @@ def pgbench_scripts(
         "now": now.isoformat(),
         "capacity": "1",
         "kinds": "{booking.created,booking.confirmed}",
+        "payload": payload,
+        "request_id": secrets.token_hex(16),
         "round_robin_since": (now - timedelta(days=30)).isoformat(),
     }
     for k, et in enumerate(seed.free):
@@ -744,6 +769,20 @@ def pgbench_scripts(
         defines[f"host_{k}"] = et["host"]
         defines[f"revision_{k}"] = et["revision"]
     return scripts, [f"{k}={v}" for k, v in defines.items()]
+
+
+async def _event_payload(dsn: str) -> str:
+    """The payload of an outbox row the API wrote (its booking's snapshot), for pgbench's rows:
+    the same size as the API's, without describing a booking here a second time."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        payload = await conn.fetchval(
+            "select payload::text from outbox where kind = 'booking.created'"
+            " order by created_at desc limit 1"
+        )
+    finally:
+        await conn.close()
+    return str(payload or "{}")
 
 
 def pgbench_binary() -> str | None:
@@ -1029,7 +1068,11 @@ def _bench(args: argparse.Namespace, report: dict[str, Any], dsn: str, redis_url
     def pgbench(with_read: bool, clients: int) -> dict[str, Any]:
         assert binary is not None  # only called with pgbench found
         scripts, defines = pgbench_scripts(
-            seeded, RESULTS_DIR / "pgbench", with_read=with_read, run=next(runs)
+            seeded,
+            RESULTS_DIR / "pgbench",
+            with_read=with_read,
+            run=next(runs),
+            payload=asyncio.run(_event_payload(dsn)),
         )
         what = "schedule_state + insert_booking" if with_read else "insert_booking"
         print(f"pgbench {what}: {args.duration:g}s, {clients} clients ...", flush=True)

@@ -73,12 +73,11 @@ _planned = msgspec.json.Decoder(Planned)
 # Plan -----------------------------------------------------------------------------------
 
 
-def _snapshot(event: Any) -> dict[str, Any] | None:
-    """The booking as the event recorded it, when its payload holds the API's snapshot."""
-    payload = event["payload"] or {}
-    if isinstance(payload.get("booking"), dict):
-        return dict(payload["booking"])
-    return dict(payload) if "start_time" in payload else None
+def _snapshot(event: Any) -> dict[str, Any]:
+    """The booking as the API answered it when the event happened (the event's `data`); a row
+    written before snapshots existed has none, and the booking is read as it is now."""
+    data = (event["payload"] or {}).get("data")
+    return dict(data) if isinstance(data, dict) else {}
 
 
 def _instant(value: Any) -> datetime:
@@ -110,7 +109,7 @@ async def plan(conn: Connection, event: Any, now: datetime) -> list[Effect]:
     row = await conn.fetchrow(SQL["email_booking"], event["booking_id"])
     if row is None:
         return []
-    snap = _snapshot(event) or {}
+    snap = _snapshot(event)
     start = _instant(snap.get("start_time", row["start_at"]))
     end = _instant(snap.get("end_time", row["end_at"]))
     count = int(snap.get("reschedule_count", row["reschedule_count"]))

@@ -189,6 +189,8 @@ async def process(
     async with ctx.pool.acquire() as conn:
         row = await conn.fetchrow(SQL["start_effect_attempt"], outbox_id, attempts)
     if row is None:  # an event, or done, failed, or another job has this attempt
+        # Outside the block above: a job holding one pooled connection while it waits for a
+        # second deadlocks the worker once as many jobs run as the pool has connections.
         return await _fan_out(ctx, outbox_id, attempts, now, channels)
     channel = next((c for c in channels if c.kind == row["kind"]), None)
     if channel is None:

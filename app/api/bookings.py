@@ -41,6 +41,12 @@ def _redis(resources: Resources, settings: Settings) -> Any:
     return resources.redis if settings.slot_lock_enabled else None
 
 
+def _request_id(request: Request[Any, Any, Any]) -> str | None:
+    """The X-Request-Id this request answers with, recorded on the outbox rows it writes."""
+    request_id: str | None = request.scope.get("state", {}).get("request_id")
+    return request_id
+
+
 @post(
     "/v1/bookings",
     opt=doc("public", Booking, status=201, request=BookingCreate, errors=(400, 404, 409)),
@@ -68,6 +74,7 @@ async def create_booking(
             redis=_redis(resources, settings),
             payments_enabled=settings.stripe_secret_key is not None,
             now=now,
+            request_id=_request_id(request),
         )
     return created(booking, f"/v1/bookings/{booking.id}")
 
@@ -174,6 +181,7 @@ async def cancel_booking(
             by="organizer" if caller else "invitee",
             redis=_redis(resources, settings),
             now=utcnow(),
+            request_id=_request_id(request),
         )
 
 
@@ -202,6 +210,7 @@ async def reschedule_booking(
             definitions=resources.definitions,
             redis=_redis(resources, settings),
             now=utcnow(),
+            request_id=_request_id(request),
         )
 
 

@@ -8,21 +8,20 @@ from typing import Any
 import msgspec
 from litestar.types import ASGIApp
 
-from app.api.auth import bearer
+from app.api.auth import credential
 from app.api.wire import MAX_BODY_BYTES
 from app.clock import utcnow
-from app.domain import api_keys, idempotency
-from app.errors import PayloadTooLarge, Unauthorized, ValidationFailed
+from app.domain import idempotency
+from app.errors import PayloadTooLarge, ValidationFailed
 from app.resources import Resources
 from app.settings import Settings
 
 _KEY = re.compile(r"^[\x20-\x7e]{1,255}$")
 _IGNORED = ("/v1/api-keys", "/v1/stripe/webhook")
-_PUBLIC_CREATES = ("/v1/bookings", "/v1/waitlist")
 
 
 class IdempotencyMiddleware:
-    """Replays the stored response of a repeated POST instead of running it again."""
+    """Replays the stored response of a repeated POST, to the credential that made it only."""
 
     def __init__(self, app: ASGIApp, holder: dict[str, Any], settings: Settings) -> None:
         self.app = app
@@ -33,10 +32,18 @@ class IdempotencyMiddleware:
         if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        raw_key = headers.get(b"idempotency-key")
+        raw_key = dict(scope["headers"]).get(b"idempotency-key")
         path = scope.get("path", "").rstrip("/") or "/"
         if raw_key is None or path in _IGNORED:
+            await self.app(scope, receive, send)
+            return
+        resources: Resources = self.holder["resources"]
+        secret = self.settings.secret_key
+        # The credential first: a record is found only through the credential that made it,
+        # so a request without one never learns that a record exists (401 comes first).
+        async with resources.pool.acquire() as conn:
+            parts = await credential(conn, scope, secret=secret, now=utcnow())
+        if parts is None:  # the route refuses the request itself (401, or 404 for the target)
             await self.app(scope, receive, send)
             return
         key = raw_key.decode("latin-1")
@@ -45,69 +52,61 @@ class IdempotencyMiddleware:
                 "Idempotency-Key", "Must be 1-255 printable ASCII characters"
             )
         body, replay = await _read_body(receive)
-        resources: Resources = self.holder["resources"]
-        async with resources.pool.acquire() as conn:
-            name = await self._scope(conn, scope, headers, path, body)
-            if name is None:  # the request itself will be refused (401 or 422)
+        if parts == ("public",):
+            parts = _public_parts(body)
+            if parts is None:  # no event type to scope by: the route answers 422
                 await self.app(scope, replay, send)
                 return
-            print_ = idempotency.fingerprint("POST", path, body)
-            outcome = await idempotency.begin(conn, name, key, print_, now=utcnow())
+        # Per operation: the same key (or a malformed id) on another route is another record.
+        name = idempotency.scope(secret, f"POST {scope['path_template']}", *parts)
+        print_ = idempotency.fingerprint("POST", path, body)
+        async with resources.pool.acquire() as conn:
+            outcome = await idempotency.begin(conn, name, key, print_, secret=secret, now=utcnow())
         if isinstance(outcome, idempotency.Stored):
             await _send_stored(send, outcome)
             return
-        status, location, chunks = 500, None, []
+        # The response is held back until its record is complete: a client that retries the
+        # moment the last byte arrives must find the stored response, not a record in progress.
+        held: list[Any] = []
+        stored = False
 
-        async def capture(message: Any) -> None:
-            nonlocal status, location
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                for name_, value in message.get("headers", []):
-                    if name_.lower() == b"location":
-                        location = value.decode("latin-1")
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-            await send(message)
+        async def store_then_send(message: Any) -> None:
+            nonlocal stored
+            held.append(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                status, answer, location = _response(held)
+                async with resources.pool.acquire() as conn:
+                    await idempotency.finish(
+                        conn,
+                        name,
+                        key,
+                        outcome,
+                        status=status,
+                        body=answer,
+                        location=location,
+                        secret=secret,
+                    )
+                stored = True
+                for message_ in held:
+                    await send(message_)
 
         try:
-            await self.app(scope, replay, capture)
+            await self.app(scope, replay, store_then_send)
         finally:
-            async with resources.pool.acquire() as conn:
-                await idempotency.finish(
-                    conn,
-                    name,
-                    key,
-                    outcome,
-                    status=status,
-                    body=b"".join(chunks),
-                    location=location,
-                )
+            if not stored:  # no complete response (the app raised): a retry runs again
+                async with resources.pool.acquire() as conn:
+                    await idempotency.finish(
+                        conn, name, key, outcome, status=500, body=b"", location=None, secret=secret
+                    )
 
-    async def _scope(
-        self, conn: Any, scope: Any, headers: dict[bytes, bytes], path: str, body: bytes
-    ) -> str | None:
-        authorization = headers.get(b"authorization")
-        if authorization is not None:
-            try:
-                token = bearer(authorization.decode("latin-1"))
-                assert token is not None  # noqa: S101 - the header is present
-                principal = await api_keys.authenticate(
-                    conn, token, secret=self.settings.secret_key, now=utcnow()
-                )
-            except Unauthorized:
-                return None  # the route answers 401 itself
-            # The route's `caller`/`key` dependency takes it from here: one lookup per request.
-            scope.setdefault("state", {})["principal"] = principal
-            return f"key:{principal.organization_id}:{principal.mode}"
-        if path in _PUBLIC_CREATES:
-            try:
-                event_type_id = msgspec.json.decode(body).get("event_type_id")
-            except (msgspec.DecodeError, AttributeError):
-                return None
-            return f"evt:{event_type_id}" if isinstance(event_type_id, str) else None
-        params = scope.get("path_params") or {}
-        target = next(iter(params.values()), None)
-        return f"obj:{target}" if target else None
+
+def _public_parts(body: bytes) -> tuple[str, ...] | None:
+    """Public creates are scoped by the event type they target (spec §5.10)."""
+    try:
+        event_type_id = msgspec.json.decode(body).get("event_type_id")
+    except (msgspec.DecodeError, AttributeError):
+        return None
+    return ("public", event_type_id) if isinstance(event_type_id, str) else None
 
 
 async def _read_body(receive: Any) -> tuple[bytes, Any]:
@@ -136,6 +135,20 @@ async def _read_body(receive: Any) -> tuple[bytes, Any]:
     if size > MAX_BODY_BYTES:
         raise PayloadTooLarge("Request body exceeds 64 KiB")
     return body, replay
+
+
+def _response(messages: list[Any]) -> tuple[int, bytes, str | None]:
+    """Status, body and Location of a complete response sent as ASGI messages."""
+    status, location, chunks = 500, None, []
+    for message in messages:
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            for name, value in message.get("headers", []):
+                if name.lower() == b"location":
+                    location = value.decode("latin-1")
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+    return status, b"".join(chunks), location
 
 
 async def _send_stored(send: Any, stored: idempotency.Stored) -> None:

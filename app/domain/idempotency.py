@@ -7,11 +7,18 @@ from datetime import datetime
 
 import msgspec
 
+from app import crypto
 from app.db import SQL, Connection
 from app.errors import IdempotencyKeyInUse, IdempotencyKeyReused
 
 # Responses that happen before a record would exist, and server errors, are never stored.
 UNSTORED = frozenset({401, 413, 415, 429})
+
+# Stored bodies are sealed (app.crypto) under this purpose and bound to their (scope, key): a
+# replay body is a bearer credential for 24 hours (a booking's cancel_token, which cancels and
+# reschedules it), so a database dump, backup or replica must not hand tokens out, just as the
+# spec asks of webhook secrets and calendar credentials. Sealing costs microseconds a request.
+_SEALED = "idempotency-response"
 
 
 class Stored(msgspec.Struct, frozen=True):
@@ -24,6 +31,15 @@ class Claimed(msgspec.Struct, frozen=True):
     started_at: datetime
 
 
+def scope(secret: str, operation: str, *credential: str) -> str:
+    """The record scope of an operation called with a checked credential.
+
+    A keyed digest of both, never the parts themselves: a record can only be looked up by a
+    request that presents the credential (for a token request, the token itself is a part).
+    """
+    return crypto.digest(secret, "idempotency-scope", operation, *credential).hex()
+
+
 def fingerprint(method: str, path: str, body: bytes) -> bytes:
     """Method + path + canonical JSON of the body (sorted keys; empty = {})."""
     try:
@@ -33,8 +49,18 @@ def fingerprint(method: str, path: str, body: bytes) -> bytes:
     return hashlib.sha256(b"\n".join([method.encode(), path.encode(), canonical])).digest()
 
 
+def seal_body(secret: str, scope: str, key: str, body: bytes) -> bytes:
+    """A response body as stored: sealed, and bound to its record's (scope, key)."""
+    return crypto.seal(secret, _SEALED, body, bound_to=f"{scope}\n{key}".encode())
+
+
+def open_body(secret: str, scope: str, key: str, sealed: bytes) -> bytes:
+    """The body `seal_body` sealed; crypto.Unreadable under another secret or record."""
+    return crypto.unseal(secret, _SEALED, sealed, bound_to=f"{scope}\n{key}".encode())
+
+
 async def begin(
-    conn: Connection, scope: str, key: str, print_: bytes, *, now: datetime
+    conn: Connection, scope: str, key: str, print_: bytes, *, secret: str, now: datetime
 ) -> Claimed | Stored:
     """Claim the key for this request, or return the response to replay, or refuse."""
     started = await conn.fetchval(SQL["claim_idempotency_key"], scope, key, print_, now)
@@ -42,7 +68,7 @@ async def begin(
         return Claimed(started)
     record = await conn.fetchrow(SQL["get_idempotency_record"], scope, key)
     if record is None:  # purged between the two statements: claim again
-        return await begin(conn, scope, key, print_, now=now)
+        return await begin(conn, scope, key, print_, secret=secret, now=now)
     if record["fingerprint"] != print_:
         raise IdempotencyKeyReused("This Idempotency-Key was already used with a different request")
     if record["status_code"] is None:
@@ -50,7 +76,8 @@ async def begin(
             "A request with this Idempotency-Key is still in progress",
             headers={"Retry-After": "1"},
         )
-    return Stored(record["status_code"], bytes(record["body"]), record["location"])
+    body = open_body(secret, scope, key, bytes(record["body"]))
+    return Stored(record["status_code"], body, record["location"])
 
 
 async def finish(
@@ -62,6 +89,7 @@ async def finish(
     status: int,
     body: bytes,
     location: str | None,
+    secret: str,
 ) -> None:
     if status >= 500 or status in UNSTORED:
         await conn.execute(SQL["drop_idempotency_record"], scope, key, claim.started_at)
@@ -72,6 +100,6 @@ async def finish(
             key,
             claim.started_at,
             status,
-            body,
+            seal_body(secret, scope, key, body),
             location,
         )

@@ -35,6 +35,14 @@ class Definition(msgspec.Struct, frozen=True, kw_only=True):
     row: Any
     rules: slots.EventTypeRules
     hosts: tuple[HostInfo, ...]
+    # Candidate slots per duration, made on first use: they depend only on the rules.
+    calendars: dict[int, slots.Calendar] = msgspec.field(default_factory=dict)
+
+    def calendar(self, duration: int) -> slots.Calendar:
+        found = self.calendars.get(duration)
+        if found is None:
+            found = self.calendars[duration] = slots.Calendar(self.rules, duration)
+        return found
 
     @property
     def revision(self) -> int:
@@ -213,6 +221,82 @@ async def load(
     return _context(found, state)
 
 
+class Busy(msgspec.Struct, frozen=True, kw_only=True):
+    """What listing slots needs beside the definition: each evaluated host's busy time in the
+    engine's form, a group slot's seats taken, and cap counts (no round-robin statistics)."""
+
+    definition: Definition
+    hosts: tuple[UUID, ...]
+    busy: dict[UUID, slots.HostBusy]
+    seats: dict[tuple[int, int], int]
+    cap_counts: dict[date, int]
+
+
+async def load_busy(
+    conn: Connection,
+    definitions: Definitions,
+    principal: Principal | None,
+    event_type_id: UUID,
+    *,
+    span: tuple[datetime, datetime],
+) -> Busy:
+    """The event type (visible to the caller, active) and its hosts' busy time around `span`,
+    read as in `load` but merged by PostgreSQL and in native columns."""
+    org = principal.organization_id if principal else None
+    mode = principal.is_test if principal else None
+    rows = await conn.fetch(
+        SQL["busy_time"],
+        event_type_id,
+        org,
+        mode,
+        span[0] - _MAX_BUFFER,
+        span[1] + _MAX_BUFFER,
+        span[0] - _CAP_MARGIN,
+        span[1] + _CAP_MARGIN,
+    )
+    if not rows or not rows[0]["active"]:
+        raise NotFound.of("Event type", ids.encode("evt", event_type_id))
+    first = rows[0]
+    found = definitions.cached(event_type_id)
+    if found is None or found.revision != first["revision"]:
+        found = await definitions.load(conn, event_type_id)
+        if found is None:  # deleted between the two reads
+            raise NotFound.of("Event type", ids.encode("evt", event_type_id))
+    hosts: list[UUID] = []
+    busy: dict[UUID, slots.HostBusy] = {}
+    seats: dict[tuple[int, int], int] = {}
+    for row in rows:
+        host = row["member_id"]
+        if host is None:
+            continue
+        soft: tuple[tuple[int, int, int, int], ...] = ()
+        if row["seat_starts"] is not None:
+            soft = tuple(
+                zip(
+                    row["seat_busy_starts"],
+                    row["seat_busy_ends"],
+                    row["seat_starts"],
+                    row["seat_ends"],
+                    strict=True,
+                )
+            )
+            if not hosts:  # seats count for the first (the only) host of a group slot
+                for start, end, n in zip(
+                    row["seat_starts"], row["seat_ends"], row["seat_seats"], strict=True
+                ):
+                    seats[start, end] = seats.get((start, end), 0) + n
+        hosts.append(host)
+        busy[host] = slots.HostBusy(row["starts"] or [], row["ends"] or [], soft)
+    periods = first["cap_periods"]
+    return Busy(
+        definition=found,
+        hosts=tuple(hosts),
+        busy=busy,
+        seats=seats,
+        cap_counts=dict(zip(periods, first["cap_bookings"], strict=True)) if periods else {},
+    )
+
+
 def _definition(row: Any) -> Definition:
     overrides: dict[date, tuple[slots.Window, ...]] = {
         date.fromisoformat(day): tuple(slots.Window(a, b) for a, b in windows)
@@ -275,13 +359,22 @@ def _instant(text: str) -> datetime:
 # GET /v1/availability ------------------------------------------------------------------
 
 
+class OfferedSlot(msgspec.Struct, frozen=True):
+    start_time: datetime
+    end_time: datetime
+    capped: bool = False  # capped slots are not listed
+    # Group event types only (omitted otherwise): seats left, and max_attendees.
+    spots_remaining: int | msgspec.UnsetType = msgspec.UNSET
+    total_capacity: int | msgspec.UnsetType = msgspec.UNSET
+
+
 class Availability(msgspec.Struct, frozen=True, kw_only=True):
     event_type_id: str
     timezone: str
     start: date
     end: date
     duration: int
-    slots: list[dict[str, Any]]
+    slots: list[OfferedSlot]
     capped: bool
     waitlist_available: bool
 
@@ -312,17 +405,29 @@ async def search(
     if (query.end - query.start).days > 29:
         raise ValidationFailed.field("end", "Range must be at most 30 days")
     window = slots.query_window(query.start, query.end, tz)
-    context = await load(conn, definitions, principal, event_type_id, span=window, now=now)
+    state = await load_busy(conn, definitions, principal, event_type_id, span=window)
+    context = Context(definition=state.definition)
     duration = context.duration(query.duration)
-    result = offer(context, window=window, duration=duration, now=now)
-    group = context.rules.max_attendees > 1
-    out = []
-    for slot in result.slots:
-        item: dict[str, Any] = {"start_time": slot.start, "end_time": slot.end, "capped": False}
-        if group:
-            item["spots_remaining"] = slot.spots_remaining
-            item["total_capacity"] = context.rules.max_attendees
-        out.append(item)
+    result = slots.offer_busy(
+        context.rules,
+        window=window,
+        duration=duration,
+        hosts=state.hosts,
+        busy=state.busy,
+        seats=state.seats,
+        cap_counts=state.cap_counts,
+        now=now,
+        any_host=True,
+        calendar=state.definition.calendar(duration),
+    )
+    capacity = context.rules.max_attendees
+    if capacity > 1:
+        out = [
+            OfferedSlot(s.start, s.end, False, s.spots_remaining or 0, capacity)
+            for s in result.slots
+        ]
+    else:
+        out = [OfferedSlot(s.start, s.end) for s in result.slots]
     waitlist = bool(context.row["waitlist_enabled"]) and (result.capped or not out)
     return Availability(
         event_type_id=query.event_type_id,
@@ -333,22 +438,6 @@ async def search(
         slots=out,
         capped=result.capped,
         waitlist_available=waitlist,
-    )
-
-
-def offer(
-    context: Context, *, window: tuple[datetime, datetime], duration: int, now: datetime
-) -> slots.Offer:
-    """The engine over this context's hosts, holds and cap counts."""
-    return slots.offer(
-        context.rules,
-        window=window,
-        duration=duration,
-        hosts=context.candidates(),
-        holds=context.holds,
-        busy={},
-        cap_counts=context.cap_counts,
-        now=now,
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -117,39 +117,72 @@ def cap_period_bounds(
     return first, local_instant(first, 0, zone), local_instant(following, 0, zone)
 
 
-class _Busy:
-    """One host's busy time, sorted once so each candidate is checked by bisection.
+# The engine's clock: whole microseconds since the Unix epoch, so that the inner loop compares
+# and bisects plain ints, and busy time read from PostgreSQL never becomes datetimes at all.
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_MINUTE_US = 60_000_000
+_DAY_US = 86_400_000_000
 
-    `hard` is the merged, disjoint union of intervals that always block. `soft` holds this group
-    event type's own bookings: they block unless they are exactly the candidate slot (a seat).
+
+def epoch_us(instant: datetime) -> int:
+    """An aware instant on the engine's clock (microseconds since the epoch)."""
+    return (instant - _EPOCH) // _MICROSECOND
+
+
+def instant_at(us: int) -> datetime:
+    """The UTC instant of a point on the engine's clock."""
+    return _EPOCH + timedelta(microseconds=us)
+
+
+class HostBusy:
+    """One host's busy time, sorted once so that each candidate is checked by bisection.
+
+    `starts`/`ends` are the disjoint busy intervals that always block, sorted, on the engine's
+    clock. `soft` holds a group event type's own slots, (busy_start, busy_end, start, end)
+    sorted by busy_start: they block unless they are exactly the candidate slot (its seats).
     """
 
-    __slots__ = ("hard_ends", "hard_starts", "soft", "soft_max_len", "soft_starts")
+    __slots__ = ("ends", "soft", "soft_max_len", "soft_starts", "starts")
 
     def __init__(
         self,
-        hard: list[tuple[datetime, datetime]],
-        soft: list[tuple[datetime, datetime, datetime, datetime]],
+        starts: list[int],
+        ends: list[int],
+        soft: Sequence[tuple[int, int, int, int]] = (),
     ) -> None:
-        merged: list[tuple[datetime, datetime]] = []
-        for a, b in sorted(iv for iv in hard if iv[0] < iv[1]):
-            if merged and a <= merged[-1][1]:
-                if b > merged[-1][1]:
-                    merged[-1] = (merged[-1][0], b)
-            else:
-                merged.append((a, b))
-        self.hard_starts = [a for a, _ in merged]
-        self.hard_ends = [b for _, b in merged]
-        # (busy_start, busy_end, start, end), sorted by busy_start.
-        self.soft = sorted(iv for iv in soft if iv[0] < iv[1])
+        self.starts = starts
+        self.ends = ends
+        self.soft = sorted(iv for iv in soft if iv[0] < iv[1]) if soft else []
         self.soft_starts = [iv[0] for iv in self.soft]
-        self.soft_max_len = max((b - a for a, b, _, _ in self.soft), default=timedelta(0))
+        self.soft_max_len = max((b - a for a, b, _, _ in self.soft), default=0)
 
-    def blocks(self, lo: datetime, hi: datetime, start: datetime, end: datetime) -> bool:
+    @classmethod
+    def merged(
+        cls,
+        hard: Iterable[tuple[int, int]],
+        soft: Sequence[tuple[int, int, int, int]] = (),
+    ) -> HostBusy:
+        """From intervals in any order, overlapping or not: merged into disjoint ones."""
+        starts: list[int] = []
+        ends: list[int] = []
+        for a, b in sorted(iv for iv in hard if iv[0] < iv[1]):
+            if ends and a <= ends[-1]:
+                if b > ends[-1]:
+                    ends[-1] = b
+            else:
+                starts.append(a)
+                ends.append(b)
+        return cls(starts, ends, soft)
+
+    def intervals(self) -> list[tuple[int, int]]:
+        return list(zip(self.starts, self.ends, strict=True))
+
+    def blocks(self, lo: int, hi: int, start: int, end: int) -> bool:
         """True if [lo, hi) overlaps busy time, seats of the slot [start, end) excepted."""
         # Disjoint sorted intervals: only the last one starting before hi can reach past lo.
-        i = bisect_left(self.hard_starts, hi) - 1
-        if i >= 0 and self.hard_ends[i] > lo:
+        i = bisect_left(self.starts, hi) - 1
+        if i >= 0 and self.ends[i] > lo:
             return True
         if not self.soft:
             return False
@@ -162,23 +195,40 @@ class _Busy:
         return False
 
 
-def _busy_by_host(
+def busy_of_holds(
     et: EventTypeRules,
     hosts: Sequence[UUID],
     holds: Sequence[Hold],
     busy: Mapping[UUID, Sequence[tuple[datetime, datetime]]],
-    group: bool,
-) -> dict[UUID, _Busy]:
-    hard: dict[UUID, list[tuple[datetime, datetime]]] = {h: list(busy.get(h, ())) for h in hosts}
-    soft: dict[UUID, list[tuple[datetime, datetime, datetime, datetime]]] = {h: [] for h in hosts}
+) -> dict[UUID, HostBusy]:
+    """Each host's busy time from its holds (any event type) and extra busy intervals; for a
+    group event type its own holds are seats (soft), not busy time."""
+    group = et.max_attendees > 1
+    hard: dict[UUID, list[tuple[int, int]]] = {
+        h: [(epoch_us(a), epoch_us(b)) for a, b in busy.get(h, ())] for h in hosts
+    }
+    soft: dict[UUID, list[tuple[int, int, int, int]]] = {h: [] for h in hosts}
     for hold in holds:
         if hold.host_id not in hard:
             continue
+        lo, hi = epoch_us(hold.busy_start), epoch_us(hold.busy_end)
         if group and hold.event_type_id == et.event_type_id:
-            soft[hold.host_id].append((hold.busy_start, hold.busy_end, hold.start, hold.end))
+            soft[hold.host_id].append((lo, hi, epoch_us(hold.start), epoch_us(hold.end)))
         else:
-            hard[hold.host_id].append((hold.busy_start, hold.busy_end))
-    return {h: _Busy(hard[h], soft[h]) for h in hosts}
+            hard[hold.host_id].append((lo, hi))
+    return {h: HostBusy.merged(hard[h], soft[h]) for h in hosts}
+
+
+def seats_of_holds(
+    et: EventTypeRules, host: UUID, holds: Sequence[Hold]
+) -> dict[tuple[int, int], int]:
+    """Seats taken per (start, end) of a group event type's own slots of `host`."""
+    seats: dict[tuple[int, int], int] = {}
+    for hold in holds:
+        if hold.host_id == host and hold.event_type_id == et.event_type_id:
+            key = (epoch_us(hold.start), epoch_us(hold.end))
+            seats[key] = seats.get(key, 0) + hold.seats
+    return seats
 
 
 def _windows(et: EventTypeRules, day: date) -> Sequence[Rule | Window]:
@@ -205,74 +255,159 @@ def offer(
     types), `holds` their active bookings of any event type, `busy` extra busy time per host
     (calendars), `cap_counts` the bookings counted per cap period start (see cap_period_start).
     """
-    step_minutes = et.slot_interval_minutes or duration
-    if duration <= 0 or step_minutes <= 0:
-        raise ValueError("duration and slot interval must be positive")
+    hosts = list(dict.fromkeys(hosts))
+    if et.max_attendees > 1:
+        hosts = hosts[:1]
+    return offer_busy(
+        et,
+        window=window,
+        duration=duration,
+        hosts=hosts,
+        busy=busy_of_holds(et, hosts, holds, busy),
+        seats=seats_of_holds(et, hosts[0], holds) if hosts and et.max_attendees > 1 else {},
+        cap_counts=cap_counts,
+        now=now,
+    )
+
+
+class _DaySlots:
+    """One window's candidate slots on the engine's clock, with their instants ready to emit."""
+
+    __slots__ = ("ends", "starts", "times")
+
+    def __init__(self, w_start: int, w_end: int, length: int, step: int) -> None:
+        self.starts = list(range(w_start, w_end - length + 1, step))
+        self.ends = [s + length for s in self.starts]
+        self.times: list[tuple[datetime, datetime] | None] = [None] * len(self.starts)
+
+    def time(self, i: int) -> tuple[datetime, datetime]:
+        """Candidate i's start and end as instants, made when first asked for."""
+        found = self.times[i]
+        if found is None:
+            found = self.times[i] = (instant_at(self.starts[i]), instant_at(self.ends[i]))
+        return found
+
+
+class Calendar:
+    """The candidate slots of one event type's rules and one duration, per local date (steps
+    2-5): wall-clock windows turned into instants once, reused by every later search. Valid as
+    long as the rules are (the caller keeps it beside the definition it was made from)."""
+
+    __slots__ = ("_days", "et", "length", "size", "step", "tz")
+
+    def __init__(self, et: EventTypeRules, duration: int, *, size: int = 800) -> None:
+        step_minutes = et.slot_interval_minutes or duration
+        if duration <= 0 or step_minutes <= 0:
+            raise ValueError("duration and slot interval must be positive")
+        self.et = et
+        self.tz = ZoneInfo(et.timezone)
+        self.length = duration * _MINUTE_US
+        self.step = step_minutes * _MINUTE_US
+        self.size = size
+        self._days: dict[date, list[_DaySlots]] = {}
+
+    def day(self, day: date) -> list[_DaySlots]:
+        found = self._days.get(day)
+        if found is None:
+            found = [
+                _DaySlots(
+                    epoch_us(local_instant(day, w.start_minute, self.tz)),
+                    epoch_us(local_instant(day, w.end_minute, self.tz)),
+                    self.length,
+                    self.step,
+                )
+                for w in _windows(self.et, day)
+            ]
+            if len(self._days) >= self.size:
+                self._days.clear()
+            self._days[day] = found
+        return found
+
+
+def offer_busy(
+    et: EventTypeRules,
+    *,
+    window: tuple[datetime, datetime],
+    duration: int,
+    hosts: Sequence[UUID],
+    busy: Mapping[UUID, HostBusy],
+    seats: Mapping[tuple[int, int], int],
+    cap_counts: Mapping[date, int],
+    now: datetime,
+    any_host: bool = False,
+    calendar: Calendar | None = None,
+) -> Offer:
+    """`offer` over busy time already in the engine's form: `busy` per host (every host of
+    `hosts` has an entry), `seats` taken per (start, end) of a group slot of the first host.
+
+    With `any_host`, a slot's `free_hosts` stops at its first free host: enough to list slots
+    (a booking picks its host among all of them, with `offer`). `calendar`, if given, is
+    `Calendar(et, duration)` kept from an earlier call."""
+    if calendar is None:
+        calendar = Calendar(et, duration)
     if (et.booking_cap is None) != (et.booking_cap_period is None):
         raise ValueError("booking_cap and booking_cap_period are set together or not at all")
-    tz = ZoneInfo(et.timezone)
+    tz = calendar.tz
     q_start, q_end = window
-    length = timedelta(minutes=duration)
-    step = timedelta(minutes=step_minutes)
-    before = timedelta(minutes=et.buffer_before_minutes)
-    after = timedelta(minutes=et.buffer_after_minutes)
-    earliest = max(now + timedelta(minutes=et.minimum_notice_minutes), q_start)
-    latest = now + timedelta(days=et.booking_window_days)
+    q_end_us = epoch_us(q_end)
+    now_us = epoch_us(now)
+    before = et.buffer_before_minutes * _MINUTE_US
+    after = et.buffer_after_minutes * _MINUTE_US
+    earliest = max(now_us + et.minimum_notice_minutes * _MINUTE_US, epoch_us(q_start))
+    latest = now_us + et.booking_window_days * _DAY_US
+    cap, period = et.booking_cap, et.booking_cap_period
 
     group = et.max_attendees > 1
     hosts = list(dict.fromkeys(hosts))
     if group:
         hosts = hosts[:1]
-    busy_of = _busy_by_host(et, hosts, holds, busy, group)
-    seats: dict[tuple[datetime, datetime], int] = {}
-    if group and hosts:
-        for hold in holds:
-            if hold.host_id == hosts[0] and hold.event_type_id == et.event_type_id:
-                key = (hold.start, hold.end)
-                seats[key] = seats.get(key, 0) + hold.seats
+    checks = [(h, busy[h].blocks) for h in hosts]
 
     # Every local date meeting Q, plus a day of margin each side: dates outside Q only yield
     # candidates outside Q, which the s ∈ Q filter drops before caps are looked at.
     day = q_start.astimezone(tz).date() - timedelta(days=1)
     last_day = q_end.astimezone(tz).date() + timedelta(days=1)
 
-    seen: set[datetime] = set()
-    slots: list[Slot] = []
+    seen: set[int] = set()
+    found: list[tuple[int, Slot]] = []
     capped = False
     while day <= last_day:
-        for w in _windows(et, day):
-            w_start = local_instant(day, w.start_minute, tz)
-            w_end = local_instant(day, w.end_minute, tz)
-            # Jump to the first candidate at or after `earliest`: ceil((earliest - w_start) / step).
-            k = max(0, -((w_start - earliest) // step))
-            s = w_start + k * step
-            while s < q_end and s + length <= w_end:
-                candidate, s = s, s + step
-                if candidate in seen or candidate <= now:
+        for w in calendar.day(day):
+            starts, ends = w.starts, w.ends
+            # From the first candidate at or after `earliest`, while it starts in Q.
+            for i in range(bisect_left(starts, earliest), bisect_left(starts, q_end_us)):
+                candidate = starts[i]
+                if candidate in seen or candidate <= now_us:
                     continue
                 if candidate > latest:
                     break
                 seen.add(candidate)
-                if et.booking_cap is not None and et.booking_cap_period is not None:
-                    period = cap_period_start(candidate, tz, et.booking_cap_period)
-                    if cap_counts.get(period, 0) >= et.booking_cap:
+                if cap is not None and period is not None:
+                    key = cap_period_start(w.time(i)[0], tz, period)
+                    if cap_counts.get(key, 0) >= cap:
                         capped = True
                         continue
-                end = candidate + length
+                end = ends[i]
                 lo, hi = candidate - before, end + after
-                free = tuple(h for h in hosts if not busy_of[h].blocks(lo, hi, candidate, end))
+                if any_host:
+                    free: tuple[UUID, ...] = ()
+                    for h, blocks in checks:
+                        if not blocks(lo, hi, candidate, end):
+                            free = (h,)
+                            break
+                else:
+                    free = tuple(h for h, blocks in checks if not blocks(lo, hi, candidate, end))
                 if not free:
                     continue
+                spots = None
                 if group:
                     spots = et.max_attendees - seats.get((candidate, end), 0)
                     if spots <= 0:
                         continue
-                    slots.append(Slot(candidate, end, free, spots))
-                else:
-                    slots.append(Slot(candidate, end, free, None))
+                found.append((candidate, Slot(*w.time(i), free, spots)))
         day += timedelta(days=1)
-    slots.sort(key=lambda slot: slot.start)
-    return Offer(tuple(slots), capped)
+    found.sort(key=lambda item: item[0])
+    return Offer(tuple(slot for _, slot in found), capped)
 
 
 def find_slot(

@@ -1,93 +1,39 @@
--- name: event_type_definition
--- What the slot engine reads of an event type that changes only when someone edits it: the
--- row (with its revision), its hosts in preference order, rules and overrides. API processes
--- cache it (schedule.Definitions); schedule_state and insert_booking check its revision.
-select e.*,
-    (select coalesce(json_agg(json_build_object(
-                'member_id', h.member_id, 'name', m.name, 'email', m.email, 'priority', h.priority)
-            order by h.priority, h.created_at, h.id), '[]')
-     from event_type_hosts h join members m on m.id = h.member_id
-     where h.event_type_id = e.id) as hosts,
-    (select coalesce(json_agg(json_build_array(r.day_of_week, r.start_minute, r.end_minute)), '[]')
-     from availability_rules r where r.event_type_id = e.id) as rules,
-    (select coalesce(json_agg(json_build_array(o.day, o.windows)), '[]')
-     from date_overrides o where o.event_type_id = e.id) as overrides
-from event_types e
-where e.id = $1 and e.deleted_at is null;
-
--- name: schedule_state
--- What changes with every booking, in one round trip: the event type's revision (null row =
--- not found for this caller; $2/$3 null = public), the hosts' active holds overlapping
--- [$4, $5) in the event type's mode, active bookings per cap period within [$6, $7), and
--- round-robin stats since $8.
-select e.revision, e.active,
-    (select coalesce(json_agg(json_build_array(
-                s.host_member_id, s.event_type_id, s.start_at, s.end_at,
-                lower(s.busy), upper(s.busy), s.seats, s.id)), '[]')
-     from slot_holds s
-     where s.is_test = e.is_test and s.seats > 0 and s.busy && tstzrange($4, $5)
-       and s.host_member_id in (select member_id from event_type_hosts where event_type_id = e.id)
-    ) as holds,
-    (select coalesce(json_agg(json_build_array(c.period_start, c.n)), '[]') from (
-        select cap_period_start(b.start_at, e.timezone, e.booking_cap_period) as period_start,
-               count(*) as n
-        from bookings b
-        where e.booking_cap is not null and b.event_type_id = e.id and b.status <> 'cancelled'
-          and (e.booking_cap_period = 'total' or (b.start_at >= $6 and b.start_at < $7))
-        group by 1
-    ) c) as cap_counts,
-    (select coalesce(json_agg(json_build_array(r.host_member_id, r.recent, r.last_created_at)), '[]')
-     from (
-        select b.host_member_id, count(*) filter (where b.created_at >= $8) as recent,
-               max(b.created_at) as last_created_at
-        from bookings b
-        where e.assignment_strategy = 'round_robin' and b.event_type_id = e.id
-          and b.status <> 'cancelled'
-        group by 1
-    ) r) as round_robin
-from event_types e
-where e.id = $1 and e.deleted_at is null
-  and ($2::uuid is null or e.organization_id = $2)
-  and ($3::boolean is null or e.is_test = $3);
-
 -- name: insert_booking
 -- One statement, one round trip, no transaction around it; insert_capped_booking is its twin
 -- for event types with a cap (kept apart so that this one's generic plan is as cheap as a
 -- custom one: PostgreSQL then plans it once per connection instead of at every execution,
 -- which cost more than executing it):
---   unchanged: the event type still has revision $29, the one the booking was decided
---          against (a cached definition); if not, nothing is written;
+--   unchanged: the event type still has :revision, the one the booking was decided against
+--          (a cached definition); if not, nothing is written;
 --   hold:  the host's slot; slot_holds_no_overlap (exclusion) is the real double-booking guard
 --          (G1) and the seats CHECK keeps group slots within capacity; a seat in an existing
 --          group slot updates its row, anything else inserts a new hold. That insert names no
 --          conflict target, so every unique and exclusion index arbitrates: a concurrent
 --          overlapping insert is waited for and then skipped (no row: 409), instead of the two
 --          waiting on each other's exclusion check until PostgreSQL aborts one as a deadlock;
---   booking and its outbox rows.
--- $1 booking id, $2 org, $3 is_test, $4 event type, $5 host member, $6 assigned_host,
--- $7 status, $8 start, $9 end, $10 duration, $11 buffer before, $12 buffer after,
--- $13 invitee name, $14 email, $15 timezone, $16 attendee count, $17 attendees,
--- $18 attendee emails, $19 notes, $20 metadata, $21 cancel token, $22 location,
--- $23 meeting url, $24 now, $25 hold id, $26 capacity, $27 outbox kinds, $28 outbox ids,
--- $29 event type revision.
+--   booking and its outbox rows (one per kind in :outbox_kinds, ids from :outbox_ids), each
+--          with the booking's snapshot as :payload and the :request_id that made it.
+-- The booking's parameters are its columns, by name: every column but hold_id is given, so
+-- the row written is the mapping bound (bookings.create answers with that same mapping).
 -- Returns the booking id (null: nothing written), unchanged and within_cap (always true).
 with unchanged as (
-    select 1 from event_types where id = $4 and revision = $29
+    select 1 from event_types where id = :event_type_id and revision = :revision
 ), seat as (
-    update slot_holds s set seats = s.seats + $16, capacity = $26
+    update slot_holds s set seats = s.seats + :attendee_count, capacity = :capacity
     from unchanged
-    where s.event_type_id = $4 and s.host_member_id = $5 and s.start_at = $8 and s.end_at = $9
-      and s.seats > 0
+    where s.event_type_id = :event_type_id and s.host_member_id = :host_member_id
+      and s.start_at = :start_at and s.end_at = :end_at and s.seats > 0
     returning s.id
 ), fresh as (
     insert into slot_holds (
         id, organization_id, is_test, host_member_id, event_type_id, start_at, end_at, busy,
         seats, capacity
     )
-    select $25, $2, $3, $5, $4, $8, $9,
-        tstzrange($8::timestamptz - make_interval(mins => $11::integer),
-            $9::timestamptz + make_interval(mins => $12::integer), '[)'),
-        $16, $26
+    select :new_hold_id, :organization_id, :is_test, :host_member_id, :event_type_id,
+        :start_at, :end_at,
+        tstzrange(:start_at::timestamptz - make_interval(mins => :buffer_before_minutes::integer),
+            :end_at::timestamptz + make_interval(mins => :buffer_after_minutes::integer), '[)'),
+        :attendee_count, :capacity
     from unchanged
     where not exists (select 1 from seat)
     on conflict do nothing
@@ -100,16 +46,26 @@ with unchanged as (
         status, start_at, end_at, duration_minutes, buffer_before_minutes, buffer_after_minutes,
         invitee_name, invitee_email, invitee_timezone, attendee_count, attendees,
         attendee_emails, notes, metadata, cancel_token, location, meeting_url,
-        created_at, updated_at
+        calendar_connection_id, calendar_event_id, reschedule_count, reschedule_reason,
+        cancelled_at, cancel_reason, cancelled_by, created_at, updated_at
     )
-    select $1, $2, $3, $4, hold.id, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-        $17, $18, $19, $20, $21, $22, $23, $24, $24
+    select :id, :organization_id, :is_test, :event_type_id, hold.id, :host_member_id,
+        :assigned_host, :status, :start_at, :end_at, :duration_minutes, :buffer_before_minutes,
+        :buffer_after_minutes, :invitee_name, :invitee_email, :invitee_timezone,
+        :attendee_count, :attendees, :attendee_emails, :notes, :metadata, :cancel_token,
+        :location, :meeting_url, :calendar_connection_id, :calendar_event_id,
+        :reschedule_count, :reschedule_reason, :cancelled_at, :cancel_reason, :cancelled_by,
+        :created_at, :updated_at
     from hold
     returning id
 ), outbox_rows as (
-    insert into outbox (id, organization_id, is_test, kind, booking_id, available_at, created_at)
-    select k.id, $2, $3, k.kind, booking.id, $24, $24
-    from booking, unnest($27::text[], $28::uuid[]) as k(kind, id)
+    insert into outbox (
+        id, organization_id, is_test, kind, booking_id, payload, request_id, available_at,
+        created_at
+    )
+    select k.id, :organization_id, :is_test, k.kind, booking.id, :payload, :request_id,
+        :created_at, :created_at
+    from booking, unnest(:outbox_kinds::text[], :outbox_ids::uuid[]) as k(kind, id)
 )
 select booking.id, exists (select 1 from unchanged) as unchanged, true as within_cap
 from (select) as one left join booking on true;
@@ -118,47 +74,42 @@ from (select) as one left join booking on true;
 -- insert_booking for an event type with a cap (keep the two alike), run in a transaction that
 -- is rolled back when the hold is skipped: it also takes a place in the period's counter (G2),
 -- a conditional increment that rebuilds a missing counter from the bookings; within_cap false
--- means the period is full and nothing else was written.
--- $1 booking id, $2 org, $3 is_test, $4 event type, $5 host member, $6 assigned_host,
--- $7 status, $8 start, $9 end, $10 duration, $11 buffer before, $12 buffer after,
--- $13 invitee name, $14 email, $15 timezone, $16 attendee count, $17 attendees,
--- $18 attendee emails, $19 notes, $20 metadata, $21 cancel token, $22 location,
--- $23 meeting url, $24 now, $25 hold id, $26 capacity, $27 cap (null = none),
--- $28 period start, $29 period from, $30 period to, $31 outbox kinds, $32 outbox ids,
--- $33 event type revision.
+-- means the period is full and nothing else was written. :cap is the event type's cap,
+-- :period_start its period's key, [:period_from, :period_to) its bounds (null: unbounded).
 -- Returns the booking id (null: nothing written), unchanged and within_cap.
 with unchanged as (
-    select 1 from event_types where id = $4 and revision = $33
+    select 1 from event_types where id = :event_type_id and revision = :revision
 ), cap as (
     insert into cap_counters as c (event_type_id, period_start, bookings)
-    select $4, $28, n.n + 1
+    select :event_type_id, :period_start, n.n + 1
     from (
         select count(*) as n from bookings
-        where event_type_id = $4 and status <> 'cancelled'
-          and ($29::timestamptz is null or start_at >= $29)
-          and ($30::timestamptz is null or start_at < $30)
+        where event_type_id = :event_type_id and status <> 'cancelled'
+          and (:period_from::timestamptz is null or start_at >= :period_from)
+          and (:period_to::timestamptz is null or start_at < :period_to)
     ) n
-    where $27::integer is not null and n.n < $27 and exists (select 1 from unchanged)
+    where :cap::integer is not null and n.n < :cap and exists (select 1 from unchanged)
     on conflict (event_type_id, period_start)
-    do update set bookings = c.bookings + 1 where c.bookings < $27
+    do update set bookings = c.bookings + 1 where c.bookings < :cap
     returning 1
 ), gate as (
-    select 1 from unchanged where $27::integer is null or exists (select 1 from cap)
+    select 1 from unchanged where :cap::integer is null or exists (select 1 from cap)
 ), seat as (
-    update slot_holds s set seats = s.seats + $16, capacity = $26
+    update slot_holds s set seats = s.seats + :attendee_count, capacity = :capacity
     from gate
-    where s.event_type_id = $4 and s.host_member_id = $5 and s.start_at = $8 and s.end_at = $9
-      and s.seats > 0
+    where s.event_type_id = :event_type_id and s.host_member_id = :host_member_id
+      and s.start_at = :start_at and s.end_at = :end_at and s.seats > 0
     returning s.id
 ), fresh as (
     insert into slot_holds (
         id, organization_id, is_test, host_member_id, event_type_id, start_at, end_at, busy,
         seats, capacity
     )
-    select $25, $2, $3, $5, $4, $8, $9,
-        tstzrange($8::timestamptz - make_interval(mins => $11::integer),
-            $9::timestamptz + make_interval(mins => $12::integer), '[)'),
-        $16, $26
+    select :new_hold_id, :organization_id, :is_test, :host_member_id, :event_type_id,
+        :start_at, :end_at,
+        tstzrange(:start_at::timestamptz - make_interval(mins => :buffer_before_minutes::integer),
+            :end_at::timestamptz + make_interval(mins => :buffer_after_minutes::integer), '[)'),
+        :attendee_count, :capacity
     from gate
     where not exists (select 1 from seat)
     on conflict do nothing
@@ -171,36 +122,50 @@ with unchanged as (
         status, start_at, end_at, duration_minutes, buffer_before_minutes, buffer_after_minutes,
         invitee_name, invitee_email, invitee_timezone, attendee_count, attendees,
         attendee_emails, notes, metadata, cancel_token, location, meeting_url,
-        created_at, updated_at
+        calendar_connection_id, calendar_event_id, reschedule_count, reschedule_reason,
+        cancelled_at, cancel_reason, cancelled_by, created_at, updated_at
     )
-    select $1, $2, $3, $4, hold.id, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-        $17, $18, $19, $20, $21, $22, $23, $24, $24
+    select :id, :organization_id, :is_test, :event_type_id, hold.id, :host_member_id,
+        :assigned_host, :status, :start_at, :end_at, :duration_minutes, :buffer_before_minutes,
+        :buffer_after_minutes, :invitee_name, :invitee_email, :invitee_timezone,
+        :attendee_count, :attendees, :attendee_emails, :notes, :metadata, :cancel_token,
+        :location, :meeting_url, :calendar_connection_id, :calendar_event_id,
+        :reschedule_count, :reschedule_reason, :cancelled_at, :cancel_reason, :cancelled_by,
+        :created_at, :updated_at
     from hold
     returning id
 ), outbox_rows as (
-    insert into outbox (id, organization_id, is_test, kind, booking_id, available_at, created_at)
-    select k.id, $2, $3, k.kind, booking.id, $24, $24
-    from booking, unnest($31::text[], $32::uuid[]) as k(kind, id)
+    insert into outbox (
+        id, organization_id, is_test, kind, booking_id, payload, request_id, available_at,
+        created_at
+    )
+    select k.id, :organization_id, :is_test, k.kind, booking.id, :payload, :request_id,
+        :created_at, :created_at
+    from booking, unnest(:outbox_kinds::text[], :outbox_ids::uuid[]) as k(kind, id)
 )
 select booking.id, exists (select 1 from unchanged) as unchanged,
     exists (select 1 from gate) as within_cap
 from (select) as one left join booking on true;
 
 -- name: get_booking
-select * from bookings where id = $1 and ($2::uuid is null or organization_id = $2)
-  and ($3::boolean is null or is_test = $3);
+-- :organization_id / :is_test null: any (the cancel token decides).
+select * from bookings where id = :booking_id
+  and (:organization_id::uuid is null or organization_id = :organization_id)
+  and (:is_test::boolean is null or is_test = :is_test);
 
 -- name: lock_booking
-select * from bookings where id = $1 for update;
+select * from bookings where id = :booking_id for update;
 
 -- name: cancel_booking
 -- One statement: the status change frees the seats and the cap count and writes the outbox
--- row; `status <> 'cancelled'` makes a second, concurrent cancel a no-op. Run it after
--- lock_booking in the same transaction, so that its snapshot sees the booking's current hold.
+-- row with the booking as changed (:payload); `status <> 'cancelled'` makes a second,
+-- concurrent cancel a no-op. Run it after lock_booking in the same transaction, so that its
+-- snapshot sees the booking's current hold (and :payload was built from the locked row).
+-- Returns the cancelled booking's id; no row: it was cancelled already.
 with updated as (
-    update bookings set status = 'cancelled', cancelled_at = $2, cancel_reason = $3,
-        cancelled_by = $4, updated_at = $2
-    where id = $1 and status <> 'cancelled'
+    update bookings set status = :status, cancelled_at = :cancelled_at,
+        cancel_reason = :cancel_reason, cancelled_by = :cancelled_by, updated_at = :updated_at
+    where id = :booking_id and status <> 'cancelled'
     returning *
 ), seats as (
     update slot_holds s set seats = s.seats - u.attendee_count
@@ -211,50 +176,57 @@ with updated as (
     where e.booking_cap is not null and c.event_type_id = u.event_type_id
       and c.period_start = cap_period_start(u.start_at, e.timezone, e.booking_cap_period)
 ), outbox_rows as (
-    insert into outbox (id, organization_id, is_test, kind, booking_id, available_at, created_at)
-    select $5, organization_id, is_test, 'booking.cancelled', id, $2, $2 from updated
+    insert into outbox (
+        id, organization_id, is_test, kind, booking_id, payload, request_id, available_at,
+        created_at
+    )
+    select :outbox_id, organization_id, is_test, 'booking.cancelled', id, :payload, :request_id,
+        :updated_at, :updated_at
+    from updated
 )
-select * from updated;
+select id from updated;
 
 -- name: release_seats
 -- A hold whose seats reach 0 no longer occupies the host (the constraints skip it).
-update slot_holds set seats = seats - $2 where id = $1;
+update slot_holds set seats = seats - :seats where id = :hold_id;
 
 -- name: release_cap
 update cap_counters set bookings = greatest(bookings - 1, 0)
-where event_type_id = $1 and period_start = $2;
+where event_type_id = :event_type_id and period_start = :period_start;
 
 -- name: acquire_cap
--- The conditional increment of insert_booking, alone (reschedule into another period).
+-- The conditional increment of insert_capped_booking, alone (reschedule into another period).
 insert into cap_counters as c (event_type_id, period_start, bookings)
-select $1, $2, n.n + 1
+select :event_type_id, :period_start, n.n + 1
 from (
     select count(*) as n from bookings
-    where event_type_id = $1 and status <> 'cancelled'
-      and ($4::timestamptz is null or start_at >= $4)
-      and ($5::timestamptz is null or start_at < $5)
+    where event_type_id = :event_type_id and status <> 'cancelled'
+      and (:period_from::timestamptz is null or start_at >= :period_from)
+      and (:period_to::timestamptz is null or start_at < :period_to)
 ) n
-where n.n < $3
+where n.n < :cap
 on conflict (event_type_id, period_start)
-do update set bookings = c.bookings + 1 where c.bookings < $3
+do update set bookings = c.bookings + 1 where c.bookings < :cap
 returning bookings;
 
 -- name: upsert_hold
 -- The hold step of insert_booking, alone (reschedule): no row = a concurrent booking has the
 -- range.
 with seat as (
-    update slot_holds s set seats = s.seats + $10, capacity = $11
-    where s.event_type_id = $5 and s.host_member_id = $4 and s.start_at = $6 and s.end_at = $7
-      and s.seats > 0
+    update slot_holds s set seats = s.seats + :seats, capacity = :capacity
+    where s.event_type_id = :event_type_id and s.host_member_id = :host_member_id
+      and s.start_at = :start_at and s.end_at = :end_at and s.seats > 0
     returning s.id
 ), fresh as (
     insert into slot_holds (
         id, organization_id, is_test, host_member_id, event_type_id, start_at, end_at, busy,
         seats, capacity
     )
-    select $1, $2, $3, $4, $5, $6, $7,
-        tstzrange($6::timestamptz - make_interval(mins => $8::integer),
-            $7::timestamptz + make_interval(mins => $9::integer), '[)'), $10, $11
+    select :new_hold_id, :organization_id, :is_test, :host_member_id, :event_type_id,
+        :start_at, :end_at,
+        tstzrange(:start_at::timestamptz - make_interval(mins => :buffer_before_minutes::integer),
+            :end_at::timestamptz + make_interval(mins => :buffer_after_minutes::integer), '[)'),
+        :seats, :capacity
     where not exists (select 1 from seat)
     on conflict do nothing
     returning id
@@ -262,31 +234,38 @@ with seat as (
 select id from seat union all select id from fresh;
 
 -- name: move_booking
+-- The booking locked by lock_booking, moved, and its outbox row with the booking as moved
+-- (:payload, built from the locked row). Returns its id.
 with updated as (
-    update bookings set hold_id = $2, host_member_id = $3, assigned_host = $4, start_at = $5,
-        end_at = $6, reschedule_count = reschedule_count + 1, reschedule_reason = $7,
-        updated_at = $8
-    where id = $1
+    update bookings set hold_id = :hold_id, host_member_id = :host_member_id,
+        assigned_host = :assigned_host, start_at = :start_at, end_at = :end_at,
+        reschedule_count = :reschedule_count, reschedule_reason = :reschedule_reason,
+        updated_at = :updated_at
+    where id = :booking_id
     returning *
 ), outbox_rows as (
-    insert into outbox (id, organization_id, is_test, kind, booking_id, payload, available_at,
-                        created_at)
-    select $9, organization_id, is_test, 'booking.rescheduled', id, $10, $8, $8 from updated
+    insert into outbox (
+        id, organization_id, is_test, kind, booking_id, payload, request_id, available_at,
+        created_at
+    )
+    select :outbox_id, organization_id, is_test, 'booking.rescheduled', id, :payload,
+        :request_id, :updated_at, :updated_at
+    from updated
 )
-select * from updated;
+select id from updated;
 
 -- name: list_bookings
 -- Keyset pagination on (start_at, id). The range and cursor bounds are always given
 -- (+-infinity when absent) so they stay index conditions on bookings_list even in a
--- generic plan; $9/$10 are the cursor booking's pair.
+-- generic plan; (:after_start_at, :after_id) is the cursor booking's pair.
 select * from bookings
-where organization_id = $1 and is_test = $2
-  and ($3::uuid is null or event_type_id = $3)
-  and ($4::text is null or status = $4)
-  and start_at >= $5 and start_at <= $6
-  and ($7::uuid is null or host_member_id = $7)
-  and ($8::text is null or attendee_emails @> array[$8::text])
-  and ($11::timestamptz is null or updated_at >= $11)
-  and (start_at, id) > ($9, $10)
+where organization_id = :organization_id and is_test = :is_test
+  and (:event_type_id::uuid is null or event_type_id = :event_type_id)
+  and (:status::text is null or status = :status)
+  and start_at >= :start_from and start_at <= :start_to
+  and (:host_member_id::uuid is null or host_member_id = :host_member_id)
+  and (:invitee_email::text is null or attendee_emails @> array[:invitee_email::text])
+  and (:updated_since::timestamptz is null or updated_at >= :updated_since)
+  and (start_at, id) > (:after_start_at, :after_id)
 order by start_at, id
-limit $12;
+limit :limit;
