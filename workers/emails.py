@@ -24,7 +24,7 @@ import jinja2
 import msgspec
 
 from app import ids
-from app.db import SQL, Connection
+from app.db import Connection, bind
 from app.domain import ics
 from app.settings import Settings
 from workers.outbox import Channel, Context, Effect, Permanent, Transient
@@ -88,11 +88,15 @@ async def _confirmed_before(conn: Connection, event: Any) -> bool:
     """Whether the booking was confirmed when this event happened (not a pending payment)."""
     return bool(
         await conn.fetchval(
-            SQL["earlier_event"],
-            event["booking_id"],
-            "booking.confirmed",
-            event["created_at"],
-            event["id"],
+            *bind(
+                "earlier_event",
+                {
+                    "booking_id": event["booking_id"],
+                    "kind": "booking.confirmed",
+                    "created_at": event["created_at"],
+                    "event_id": event["id"],
+                },
+            )
         )
     )
 
@@ -106,7 +110,7 @@ async def plan(conn: Connection, event: Any, now: datetime) -> list[Effect]:
         return []
     if kind != "booking.confirmed" and not await _confirmed_before(conn, event):
         return []
-    row = await conn.fetchrow(SQL["email_booking"], event["booking_id"])
+    row = await conn.fetchrow(*bind("email_booking", {"booking_id": event["booking_id"]}))
     if row is None:
         return []
     snap = _snapshot(event)
@@ -225,7 +229,17 @@ def _reminders(
 async def _drop_reminders(conn: Connection, event: Any, now: datetime, why: str) -> None:
     """Pending reminders of earlier events no longer apply (they would be skipped anyway)."""
     await conn.execute(
-        SQL["drop_pending_effects"], event["booking_id"], KIND, "reminder", now, why, event["id"]
+        *bind(
+            "drop_pending_effects",
+            {
+                "booking_id": event["booking_id"],
+                "kind": KIND,
+                "template": "reminder",
+                "now": now,
+                "result": why,
+                "event_id": event["id"],
+            },
+        )
     )
 
 
@@ -237,7 +251,9 @@ async def _old_host(conn: Connection, previous: Any, row: Any) -> ics.Person | N
     if current.get("member_id") == previous["member_id"]:
         return None
     member_id = ids.decode("mem", previous["member_id"])
-    member = await conn.fetchrow(SQL["email_member"], member_id) if member_id else None
+    member = (
+        await conn.fetchrow(*bind("email_member", {"member_id": member_id})) if member_id else None
+    )
     email = (member["email"] if member else None) or previous.get("email")
     if not email:
         return None
@@ -451,7 +467,7 @@ async def send_booking_email(ctx: Context, row: Any, now: datetime) -> str:
     """
     planned = _planned.decode(msgspec.json.encode(row["payload"]))
     async with ctx.pool.acquire() as conn:
-        booking = await conn.fetchrow(SQL["email_booking"], row["booking_id"])
+        booking = await conn.fetchrow(*bind("email_booking", {"booking_id": row["booking_id"]}))
     if booking is None:
         return "skipped: booking not found"
     if booking["is_test"]:

@@ -30,7 +30,7 @@ from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_pre
 
 from app import ids
 from app.clock import utcnow
-from app.db import SQL, Connection, Pool
+from app.db import Connection, Pool, bind
 from app.settings import Settings
 
 log = logging.getLogger("astrocal.worker")
@@ -150,7 +150,10 @@ async def dispatch_due(pool: Pool, queue: ArqRedis, *, queue_name: str, now: dat
     """Claim due rows and enqueue their jobs; rows that fail to enqueue are released."""
     async with pool.acquire() as conn:
         rows = await conn.fetch(
-            SQL["claim_due_outbox"], now, DISPATCH_BATCH, REDISPATCH_AFTER_SECONDS
+            *bind(
+                "claim_due_outbox",
+                {"now": now, "batch": DISPATCH_BATCH, "lost_after": REDISPATCH_AFTER_SECONDS},
+            )
         )
     for row in rows:
         if row["again"]:
@@ -161,7 +164,7 @@ async def dispatch_due(pool: Pool, queue: ArqRedis, *, queue_name: str, now: dat
     failed = await enqueue(queue, queue_name, [(r["id"], r["attempts"]) for r in rows])
     if failed:
         async with pool.acquire() as conn:
-            await conn.execute(SQL["undispatch_outbox"], failed)
+            await conn.execute(*bind("undispatch_outbox", {"ids": failed}))
     return len(rows) - len(failed)
 
 
@@ -187,7 +190,9 @@ async def process(
 ) -> str:
     """Run one row (an event's fan-out or an effect) unless it is done or has moved on."""
     async with ctx.pool.acquire() as conn:
-        row = await conn.fetchrow(SQL["start_effect_attempt"], outbox_id, attempts)
+        row = await conn.fetchrow(
+            *bind("start_effect_attempt", {"outbox_id": outbox_id, "attempts": attempts})
+        )
     if row is None:  # an event, or done, failed, or another job has this attempt
         # Outside the block above: a job holding one pooled connection while it waits for a
         # second deadlocks the worker once as many jobs run as the pool has connections.
@@ -197,14 +202,18 @@ async def process(
         error = f"no channel for outbox kind {row['kind']}"
         log.error("%s: %s", label(row), error, extra=_context(row))
         async with ctx.pool.acquire() as conn:
-            await conn.execute(SQL["fail_outbox"], outbox_id, now, error)
+            await conn.execute(
+                *bind("fail_outbox", {"outbox_id": outbox_id, "now": now, "error": error})
+            )
         return "failed"
     try:
         result = await channel.run(ctx, row, now)
     except Exception as exc:
         return await _failed(ctx, row, exc, now, channel.retry_seconds, channel.jitter)
     async with ctx.pool.acquire() as conn:
-        await conn.execute(SQL["finish_outbox"], outbox_id, now, result)
+        await conn.execute(
+            *bind("finish_outbox", {"outbox_id": outbox_id, "now": now, "result": result})
+        )
     log.info("%s: %s", label(row), result, extra=_context(row))
     return result
 
@@ -221,9 +230,16 @@ async def _failed(
     again = None if isinstance(exc, Permanent) else retry_at(schedule, row["attempts"], now, jitter)
     async with ctx.pool.acquire() as conn:
         if again is None:
-            await conn.execute(SQL["fail_outbox"], row["id"], now, error)
+            await conn.execute(
+                *bind("fail_outbox", {"outbox_id": row["id"], "now": now, "error": error})
+            )
         else:
-            await conn.execute(SQL["retry_outbox"], row["id"], again, error)
+            await conn.execute(
+                *bind(
+                    "retry_outbox",
+                    {"outbox_id": row["id"], "available_at": again, "error": error},
+                )
+            )
     if again is None:
         log.error(
             "%s failed after %d attempts: %s", label(row), row["attempts"], error,
@@ -245,28 +261,38 @@ async def _fan_out(
     enqueue the effects due now (the sweep would find them within a second anyway)."""
     try:
         async with ctx.pool.acquire() as conn, conn.transaction():
-            event = await conn.fetchrow(SQL["start_event_attempt"], event_id, attempts)
+            event = await conn.fetchrow(
+                *bind("start_event_attempt", {"outbox_id": event_id, "attempts": attempts})
+            )
             if event is None:  # done, failed, or another job has this attempt
                 return "skipped"
             effects: list[Effect] = []
             for channel in channels:
                 effects += await channel.plan(conn, event, now)
             inserted = await conn.fetch(
-                SQL["insert_effects"],
-                event_id,
-                now,
-                [e.kind for e in effects],
-                [e.target for e in effects],
-                [e.payload for e in effects],
-                [e.available_at or now for e in effects],
-                [ids.new_uuid() for _ in effects],
+                *bind(
+                    "insert_effects",
+                    {
+                        "event_id": event_id,
+                        "now": now,
+                        "kinds": [e.kind for e in effects],
+                        "targets": [e.target for e in effects],
+                        "payloads": [e.payload for e in effects],
+                        "available_ats": [e.available_at or now for e in effects],
+                        "ids": [ids.new_uuid() for _ in effects],
+                    },
+                )
             )
             result = f"{len(effects)} effects"
-            await conn.execute(SQL["finish_outbox"], event_id, now, result)
+            await conn.execute(
+                *bind("finish_outbox", {"outbox_id": event_id, "now": now, "result": result})
+            )
     except Exception as exc:
         # The transaction took the attempt back with it: count it now, then schedule the retry.
         async with ctx.pool.acquire() as conn:
-            row = await conn.fetchrow(SQL["start_event_attempt"], event_id, attempts)
+            row = await conn.fetchrow(
+                *bind("start_event_attempt", {"outbox_id": event_id, "attempts": attempts})
+            )
         if row is None:  # another job has this attempt
             raise
         return await _failed(ctx, row, exc, now, EVENT_RETRY_SECONDS, 0.0)
@@ -280,7 +306,7 @@ async def _fan_out(
         failed = await enqueue(ctx.queue, ctx.settings.job_queue, queued)
         if failed:
             async with ctx.pool.acquire() as conn:
-                await conn.execute(SQL["undispatch_outbox"], failed)
+                await conn.execute(*bind("undispatch_outbox", {"ids": failed}))
     outcomes = await asyncio.gather(
         *(process(ctx, i, attempts=n, now=now, channels=channels) for i, n in inline),
         return_exceptions=True,
