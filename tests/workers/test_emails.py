@@ -429,3 +429,23 @@ def test_smtp_settings_from_url_or_host_family(settings: Settings) -> None:
     assert options(smtp_url="smtp://u:p@h")["start_tls"] is True
     family = options(smtp_host="h", smtp_username="u", smtp_password="p", smtp_starttls=False)
     assert (family["port"], family["start_tls"], family["use_tls"]) == (587, False, False)
+
+
+async def test_an_email_shows_the_booking_as_its_event_recorded_it(
+    api: Any, pool: Pool, mail: Drain, smtp: SmtpSink
+) -> None:
+    """A confirmation sent late (the worker was down) still shows the time that was confirmed,
+    from the event's snapshot, not whatever the booking says by then."""
+    et = await make_event_type(api, reminder_intervals=[])
+    day = future_day()
+    booking = await _book(api, et, at(day, 10))
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "update bookings set start_at = start_at + interval '2 hours',"
+            " end_at = end_at + interval '2 hours' where id = $1",
+            ids.decode("bk", booking["id"]),
+        )
+    await mail()
+    [mine] = smtp.to(booking["invitee_email"])
+    _, _, invite = _parts(mine)
+    assert _event(invite).decoded("dtstart") == datetime.fromisoformat(at(day, 10))
