@@ -6,6 +6,8 @@ by its own job over SMTP, and its completion is recorded against its outbox row.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from email.charset import QP, Charset
@@ -438,22 +440,75 @@ def smtp_options(settings: Settings) -> dict[str, Any] | None:
     }
 
 
-async def _deliver(message: Message, sender: str, to: str, options: dict[str, Any]) -> None:
-    """Send, sorting failures: a 5xx refusal of the recipient or the message is permanent,
-    anything else (connection refused, timeouts, 4xx, authentication) is tried again."""
-    try:
-        await aiosmtplib.send(message, sender=sender, recipients=[to], **options)
-    except aiosmtplib.SMTPRecipientsRefused as exc:
-        if all(500 <= r.code < 600 for r in exc.recipients):
-            first = exc.recipients[0]
-            raise Permanent(f"recipient refused: {first.code} {first.message}") from exc
-        raise Transient(str(exc)) from exc
-    except (aiosmtplib.SMTPRecipientRefused, aiosmtplib.SMTPDataError) as exc:
-        if 500 <= exc.code < 600:
-            raise Permanent(f"{exc.code} {exc.message}") from exc
-        raise Transient(f"{exc.code} {exc.message}") from exc
-    except (aiosmtplib.SMTPException, OSError) as exc:
-        raise Transient(f"{type(exc).__name__}: {exc}") from exc
+class Mailer:
+    """SMTP connections kept open between messages, so a message costs MAIL, RCPT and DATA
+    rather than a connection, EHLO, STARTTLS and login each: at most SESSIONS at once, each
+    dropped after IDLE_SECONDS unused (servers close idle sessions)."""
+
+    SESSIONS = 8
+    IDLE_SECONDS = 20.0
+
+    def __init__(self) -> None:
+        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
+        self._slots = asyncio.Semaphore(self.SESSIONS)
+
+    def _take(self) -> aiosmtplib.SMTP | None:
+        while self._idle:
+            client, since = self._idle.pop()
+            if client.is_connected and time.monotonic() - since < self.IDLE_SECONDS:
+                return client
+            client.close()
+        return None
+
+    async def send(self, message: Message, sender: str, to: str, options: dict[str, Any]) -> None:
+        """Send, sorting failures: a 5xx refusal of the recipient or the message is permanent,
+        anything else (connection refused, timeouts, 4xx, authentication) is tried again."""
+        async with self._slots:
+            reused = self._take()
+            client = reused or aiosmtplib.SMTP(**options)
+            try:
+                try:
+                    if reused is None:
+                        await client.connect()
+                    await client.send_message(message, sender=sender, recipients=[to])
+                except aiosmtplib.SMTPServerDisconnected:
+                    if reused is None:
+                        raise
+                    # The server dropped the kept session: once more on a new one.
+                    client.close()
+                    client = aiosmtplib.SMTP(**options)
+                    await client.connect()
+                    await client.send_message(message, sender=sender, recipients=[to])
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                client.close()
+                if all(500 <= r.code < 600 for r in exc.recipients):
+                    first = exc.recipients[0]
+                    raise Permanent(f"recipient refused: {first.code} {first.message}") from exc
+                raise Transient(str(exc)) from exc
+            except (aiosmtplib.SMTPRecipientRefused, aiosmtplib.SMTPDataError) as exc:
+                client.close()
+                if 500 <= exc.code < 600:
+                    raise Permanent(f"{exc.code} {exc.message}") from exc
+                raise Transient(f"{exc.code} {exc.message}") from exc
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                client.close()
+                raise Transient(f"{type(exc).__name__}: {exc}") from exc
+            except BaseException:
+                client.close()
+                raise
+            self._keep(client)
+
+    def _keep(self, client: aiosmtplib.SMTP) -> None:
+        if client.is_connected:
+            self._idle.append((client, time.monotonic()))
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for client, _ in idle:
+            try:
+                await client.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                client.close()
 
 
 async def send_booking_email(ctx: Context, row: Any, now: datetime) -> str:
@@ -492,7 +547,10 @@ async def send_booking_email(ctx: Context, row: Any, now: datetime) -> str:
         # The outbox logs this result as the job's one line: recipient and subject, never the
         # links (they carry the cancel token).
         return f"not sent, SMTP not configured: to {planned.to.email}: {subject(message)}"
-    await _deliver(message, parseaddr(ctx.settings.email_from)[1], planned.to.email, options)
+    mailer = ctx.extra.get("mailer")
+    if not isinstance(mailer, Mailer):  # a Context made without one (tests of the outbox)
+        mailer = ctx.extra.setdefault("mailer", Mailer())
+    await mailer.send(message, parseaddr(ctx.settings.email_from)[1], planned.to.email, options)
     return f"sent to {planned.to.email}"
 
 

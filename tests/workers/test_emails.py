@@ -449,3 +449,29 @@ async def test_an_email_shows_the_booking_as_its_event_recorded_it(
     [mine] = smtp.to(booking["invitee_email"])
     _, _, invite = _parts(mine)
     assert _event(invite).decoded("dtstart") == datetime.fromisoformat(at(day, 10))
+
+
+async def test_smtp_sessions_are_kept_and_a_dropped_one_is_replaced(
+    mail_settings: Settings, smtp: SmtpSink
+) -> None:
+    from email.mime.text import MIMEText
+
+    options = emails.smtp_options(mail_settings)
+    assert options is not None
+    mailer = emails.Mailer()
+
+    def message(n: int) -> MIMEText:
+        text = MIMEText(f"message {n}")
+        text["Subject"] = f"n{n}"
+        return text
+
+    try:
+        await mailer.send(message(1), "a@example.com", "b@example.com", options)
+        await mailer.send(message(2), "a@example.com", "b@example.com", options)
+        assert len(mailer._idle) == 1  # one session served both
+        smtp.stop()  # the server goes away, and with it the kept session
+        smtp.start()
+        await mailer.send(message(3), "a@example.com", "b@example.com", options)
+    finally:
+        await mailer.close()
+    assert [m["Subject"] for m in smtp.messages] == ["n1", "n2", "n3"]
