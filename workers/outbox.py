@@ -98,34 +98,43 @@ class Channel:
     jitter: float = 0.0  # e.g. 0.1 for +-10 %
 
 
-def job_id(outbox_id: UUID, attempts: int) -> str:
+def public_id(outbox_id: UUID, *, event: bool) -> str:
+    """An outbox row as log lines show it: an event is `evn_...` (the id its webhooks carry),
+    an effect `eff_...`."""
+    return ids.encode("evn" if event else "eff", outbox_id)
+
+
+def job_id(outbox_id: UUID, attempts: int, *, event: bool) -> str:
     """Deterministic per attempt: enqueueing the same attempt twice is a no-op, and the next
-    attempt's job is not mistaken for the last one's (arq keeps results an hour)."""
-    return f"outbox:{outbox_id}:{attempts}"
+    attempt's job is not mistaken for the last one's. arq shows it in its own log lines."""
+    return f"outbox:{public_id(outbox_id, event=event)}:{attempts}"
 
 
 def label(row: Any) -> str:
     """A row in log lines, with the API's prefixed ids."""
     booking = f" {ids.encode('bk', row['booking_id'])}" if row["booking_id"] else ""
     if row["event_id"] is None:
-        return f"{row['kind']} {ids.encode('evn', row['id'])}{booking}"
-    return f"{row['kind']} for {ids.encode('evn', row['event_id'])}{booking}"
+        return f"{row['kind']} {public_id(row['id'], event=True)}{booking}"
+    effect = public_id(row["id"], event=False)
+    return f"{row['kind']} {effect} for {public_id(row['event_id'], event=True)}{booking}"
 
 
 def _context(row: Any) -> dict[str, Any]:
     return {"request_id": row["request_id"]}
 
 
-async def enqueue(queue: ArqRedis, queue_name: str, rows: Sequence[tuple[UUID, int]]) -> list[UUID]:
-    """Enqueue one job per (id, attempts); returns the ids that could not be enqueued."""
+async def enqueue(
+    queue: ArqRedis, queue_name: str, rows: Sequence[tuple[UUID, int, bool]]
+) -> list[UUID]:
+    """Enqueue one job per (id, attempts, is an event); returns the ids not enqueued."""
     failed = []
-    for outbox_id, attempts in rows:
+    for outbox_id, attempts, event in rows:
         try:
             await queue.enqueue_job(
                 JOB,
-                str(outbox_id),
+                public_id(outbox_id, event=event),
                 attempts,
-                _job_id=job_id(outbox_id, attempts),
+                _job_id=job_id(outbox_id, attempts, event=event),
                 _queue_name=queue_name,
             )
         except Exception:  # Redis down: leave the row for the next sweep
@@ -134,14 +143,14 @@ async def enqueue(queue: ArqRedis, queue_name: str, rows: Sequence[tuple[UUID, i
     return failed
 
 
-async def _unstick(queue: ArqRedis, outbox_id: UUID, attempts: int) -> None:
+async def _unstick(queue: ArqRedis, outbox_id: UUID, attempts: int, *, event: bool) -> None:
     """Forget what Redis still holds of a lost row's job, so that it is enqueued afresh: it
     may sit marked in progress by a worker that died, under the attempt it was dispatched for
     or the one it had started, or linger as a job or result without a place in the queue.
     Nothing runs it meanwhile: a job outlives its timeout by far less than a re-dispatch."""
     keys = []
     for n in {attempts, max(attempts - 1, 0)}:
-        name = job_id(outbox_id, n)
+        name = job_id(outbox_id, n, event=event)
         keys += [in_progress_key_prefix + name, result_key_prefix + name, job_key_prefix + name]
     await queue.delete(*keys)
 
@@ -158,10 +167,12 @@ async def dispatch_due(pool: Pool, queue: ArqRedis, *, queue_name: str, now: dat
     for row in rows:
         if row["again"]:
             try:
-                await _unstick(queue, row["id"], row["attempts"])
+                await _unstick(queue, row["id"], row["attempts"], event=row["is_event"])
             except Exception:
                 log.warning("could not clear the stale job of %s", row["id"], exc_info=True)
-    failed = await enqueue(queue, queue_name, [(r["id"], r["attempts"]) for r in rows])
+    failed = await enqueue(
+        queue, queue_name, [(r["id"], r["attempts"], r["is_event"]) for r in rows]
+    )
     if failed:
         async with pool.acquire() as conn:
             await conn.execute(*bind("undispatch_outbox", {"ids": failed}))
@@ -303,7 +314,9 @@ async def _fan_out(
     # marked dispatched: if this worker dies, the sweep dispatches them again.
     inline, queued = due[:INLINE_EFFECTS], due[INLINE_EFFECTS:]
     if queued and ctx.queue is not None:
-        failed = await enqueue(ctx.queue, ctx.settings.job_queue, queued)
+        failed = await enqueue(
+            ctx.queue, ctx.settings.job_queue, [(i, n, False) for i, n in queued]
+        )
         if failed:
             async with ctx.pool.acquire() as conn:
                 await conn.execute(*bind("undispatch_outbox", {"ids": failed}))
@@ -314,16 +327,23 @@ async def _fan_out(
     for (effect_id, _), outcome in zip(inline, outcomes, strict=True):
         if isinstance(outcome, BaseException):  # the database failed: the sweep retries it
             log.error(
-                "effect %s of %s: %r", effect_id, label(event), outcome, extra=_context(event)
+                "%s of %s: %r",
+                public_id(effect_id, event=False),
+                label(event),
+                outcome,
+                extra=_context(event),
             )
     return result
 
 
 async def process_outbox(ctx: dict[str, Any], outbox_id: str, attempts: int) -> str:
-    """arq job: one outbox row, for the attempt it was dispatched for."""
+    """arq job: one outbox row (`evn_...` or `eff_...`), for the attempt it was dispatched for."""
     context: Context = ctx["context"]
+    row_id = ids.decode(outbox_id.partition("_")[0], outbox_id)
+    if row_id is None:
+        raise ValueError(f"not an outbox row id: {outbox_id}")
     return await process(
-        context, UUID(outbox_id), attempts=attempts, now=context.clock(), channels=ctx["channels"]
+        context, row_id, attempts=attempts, now=context.clock(), channels=ctx["channels"]
     )
 
 

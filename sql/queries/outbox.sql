@@ -14,7 +14,8 @@ with due as (
 )
 update outbox o set dispatched_at = :now
 from due where o.id = due.id
-returning o.id, o.attempts, due.dispatched_at is not null as again;
+returning o.id, o.attempts, o.event_id is null as is_event,
+    due.dispatched_at is not null as again;
 
 -- name: undispatch_outbox
 update outbox set dispatched_at = null
