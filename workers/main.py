@@ -86,7 +86,7 @@ def create(
         # PostgreSQL records every outcome; a result kept in Redis would only cost a write.
         functions=[
             func(process_outbox, timeout=JOB_TIMEOUT_SECONDS, keep_result=0),
-            func(deliver_webhook, timeout=JOB_TIMEOUT_SECONDS),
+            func(deliver_webhook, timeout=JOB_TIMEOUT_SECONDS, keep_result=0),
         ],
         cron_jobs=crons,
         queue_name=settings.job_queue,

@@ -43,6 +43,8 @@ async def plan(conn: Connection, event: Any, now: datetime) -> Sequence[outbox.E
     entry and one delivery per endpoint active and subscribed now. webhook_deliveries is this
     channel's effect record (spec §11's WebhookDelivery), claimed by its own sweep below, which
     bounds each endpoint's attempts in flight; so no outbox effect rows."""
+    if event["kind"] not in webhooks.EVENTS:
+        return ()
     created = await webhooks.fan_out(conn, event, now=now)
     log.info(
         "event %s %s: %d webhook deliveries",
@@ -126,10 +128,12 @@ async def deliver(
         await webhooks.record(conn, row, outcome, retry_at=later, manual=False, now=now)
     result = "success" if outcome.ok else outcome.error or f"status {outcome.status_code}"
     log.info(
-        "webhook delivery %s of %s: %s",
+        "webhook delivery %s of %s to %s: %s",
         ids.encode("whd", delivery_id),
         ids.encode("evn", row["event_id"]),
+        ids.encode("whk", row["endpoint_id"]),
         result,
+        extra={"request_id": row["request_id"]},
     )
     return result
 

@@ -26,6 +26,8 @@ create table webhook_events (
     event text not null,
     booking_id uuid,
     body bytea not null,
+    -- The request that caused the change, for the log lines of every delivery.
+    request_id text,
     created_at timestamptz not null
 );
 create index webhook_events_org on webhook_events (organization_id, is_test, id);
@@ -53,4 +55,9 @@ create table webhook_deliveries (
     check ((status = 'pending') = (next_retry_at is not null))
 );
 create index webhook_deliveries_endpoint on webhook_deliveries (endpoint_id, id);
-create index webhook_deliveries_due on webhook_deliveries (next_retry_at) where status = 'pending';
+-- The sweep's probe per endpoint: its next due pending deliveries.
+create index webhook_deliveries_next on webhook_deliveries (endpoint_id, next_retry_at, id)
+    where status = 'pending';
+-- Attempts in flight (dispatched, not yet recorded): a handful per endpoint at most.
+create index webhook_deliveries_running on webhook_deliveries (endpoint_id, dispatched_at)
+    where status = 'pending' and dispatched_at is not null;

@@ -53,8 +53,10 @@ where d.id = :delivery_id and d.endpoint_id = :endpoint_id;
 -- The envelope is frozen the first time an event fans out: a second fan-out keeps the first
 -- bytes. Returns the stored row either way.
 with inserted as (
-    insert into webhook_events (id, organization_id, is_test, event, booking_id, body, created_at)
-    values (:event_id, :organization_id, :is_test, :event, :booking_id, :body, :created_at)
+    insert into webhook_events (id, organization_id, is_test, event, booking_id, body,
+                                request_id, created_at)
+    values (:event_id, :organization_id, :is_test, :event, :booking_id, :body, :request_id,
+            :created_at)
     on conflict (id) do nothing
     returning id, body
 )
@@ -85,29 +87,34 @@ returning id;
 -- Due pending deliveries whose job is not running (never dispatched, or dispatched so long
 -- ago, :lost_after seconds, that the job was lost), at most :per_endpoint running per endpoint
 -- at once, so that one slow receiver holds only its own slots. Inactive endpoints' deliveries
--- wait.
+-- wait. Each active endpoint is probed through webhook_deliveries_next, so a dead endpoint's
+-- backlog costs a few index rows per sweep, not a scan.
 with running as (
     select endpoint_id, count(*) as n from webhook_deliveries
     where status = 'pending'
       and dispatched_at > :now::timestamptz - make_interval(secs => :lost_after::integer)
     group by endpoint_id
-), due as (
-    select d.id, d.endpoint_id,
-        row_number() over (partition by d.endpoint_id order by d.next_retry_at, d.id) as rank
-    from webhook_deliveries d join webhook_endpoints w on w.id = d.endpoint_id and w.active
-    where d.status = 'pending' and d.next_retry_at <= :now
-      and (d.dispatched_at is null
-           or d.dispatched_at <= :now::timestamptz - make_interval(secs => :lost_after::integer))
 ), chosen as (
-    select due.id from due left join running r on r.endpoint_id = due.endpoint_id
-    where due.rank <= :per_endpoint - coalesce(r.n, 0)
+    select due.id
+    from webhook_endpoints w
+    left join running r on r.endpoint_id = w.id
+    cross join lateral (
+        select d.id from webhook_deliveries d
+        where d.endpoint_id = w.id and d.status = 'pending' and d.next_retry_at <= :now
+          and (d.dispatched_at is null
+               or d.dispatched_at <= :now::timestamptz - make_interval(secs => :lost_after::integer))
+        order by d.next_retry_at, d.id
+        limit greatest(:per_endpoint::integer - coalesce(r.n, 0), 0)
+    ) due
+    where w.active
     limit :batch
 )
 update webhook_deliveries set dispatched_at = :now
-where id in (
-    select id from webhook_deliveries where id in (select id from chosen)
+where id = any(array(
+    -- Arrays, not `in`: a few primary-key probes rather than a hash join over the table.
+    select id from webhook_deliveries where id = any(array(select id from chosen))
     for update skip locked
-)
+))
 returning id, scheduled_attempts;
 
 -- name: undispatch_webhook_deliveries
@@ -117,7 +124,8 @@ where id = any(:delivery_ids::uuid[]) and status = 'pending';
 -- name: get_webhook_attempt
 -- What one attempt needs: the delivery, its endpoint (the sealed secret) and the frozen body.
 select d.id, d.endpoint_id, d.event_id, d.event, d.status, d.attempts, d.scheduled_attempts,
-    d.next_retry_at, w.url, w.active, w.secret_sealed, w.organization_id, w.is_test, e.body
+    d.next_retry_at, w.url, w.active, w.secret_sealed, w.organization_id, w.is_test, e.body,
+    e.request_id
 from webhook_deliveries d
 join webhook_endpoints w on w.id = d.endpoint_id
 join webhook_events e on e.id = d.event_id

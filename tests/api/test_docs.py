@@ -55,7 +55,6 @@ async def test_docs_page_and_every_asset_come_from_this_server(
         page = await strict_client.get("/docs")
         assert page.status_code == 200, page.text
         assert page.headers["content-type"].startswith("text/html")
-        assert not any(h.startswith("x-ratelimit") for h in page.headers)
     html = page.text
     # Nothing absolute or protocol-relative anywhere in the page, scripts included.
     assert not re.search(r"(https?:)?//", html), html

@@ -13,6 +13,7 @@ from app import ids
 from app.clock import utcnow
 from app.db import Pool
 from app.domain import webhooks
+from app.errors import ValidationFailed
 from app.resources import Resources
 from app.settings import Settings
 from tests.conftest import SECRET, Api
@@ -167,7 +168,7 @@ async def test_the_name_check_uses_every_resolved_address() -> None:
         return ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"]
 
     policy = targets.Policy()
-    with pytest.raises(webhooks.ValidationFailed):
+    with pytest.raises(ValidationFailed):
         await webhooks.check_url("https://hooks.example.com/x", policy, mixed)
     assert await webhooks.check_url("https://hooks.example.com/x", policy, public)
 
@@ -185,7 +186,7 @@ async def test_dev_allows_http_to_loopback_only(settings: Settings) -> None:
     assert targets.url_problem("http://127.0.0.1:8000/h", dev) is None
     assert targets.url_problem("http://example.com/h", dev) == "Must use https"
     await webhooks.check_url("http://localhost:8000/h", dev)
-    with pytest.raises(webhooks.ValidationFailed):
+    with pytest.raises(ValidationFailed):
         await webhooks.check_url("https://10.0.0.1/h", dev)
 
 

@@ -572,3 +572,29 @@ async def test_https_goes_to_the_vetted_address_with_the_name_for_sni_and_the_ce
     (request,) = tls.received
     assert request.headers["host"] == f"hooks.example.test:{tls.port}"
     verify(request, good["secret"])
+
+
+async def test_delivery_log_lines_carry_the_causing_request_id(
+    papi: Api,
+    pool: Pool,
+    receiver: Receiver,
+    resources: Resources,
+    private_settings: Settings,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from tests.helpers import at, future_day, invitee, make_event_type
+
+    endpoint = await make_endpoint(papi, receiver.url(path()), ["booking.created"])
+    et = await make_event_type(papi)
+    response = await papi.post(
+        "/v1/bookings",
+        invitee(et["id"], at(future_day(), 10)),
+        headers={"X-Request-Id": "req-hook-42"},
+    )
+    await fan_out(pool, response.json()["id"])
+    (row,) = await deliveries(pool, endpoint["id"])
+    with caplog.at_level("INFO", logger="astrocal.worker"):
+        assert await attempt(pool, resources.webhook_http, private_settings, row["id"]) == "success"
+    (line,) = [r for r in caplog.records if "webhook delivery" in r.getMessage()]
+    assert getattr(line, "request_id", None) == "req-hook-42"
+    assert ids.encode("whd", row["id"]) in line.getMessage()
