@@ -598,3 +598,32 @@ async def test_delivery_log_lines_carry_the_causing_request_id(
     (line,) = [r for r in caplog.records if "webhook delivery" in r.getMessage()]
     assert getattr(line, "request_id", None) == "req-hook-42"
     assert ids.encode("whd", row["id"]) in line.getMessage()
+
+
+async def test_a_slot_carries_on_with_its_endpoints_due_deliveries(
+    papi: Api, pool: Pool, receiver: Receiver, resources: Resources, private_settings: Settings
+) -> None:
+    hook = path()
+    endpoint = await make_endpoint(papi, receiver.url(hook))
+    for n in range(3):
+        await fan_out(pool, (await book(papi, hour=9 + n, days=11))["id"])
+    first = (await deliveries(pool, endpoint["id"]))[0]
+    made = await jobs.deliver_slot(
+        pool, resources.webhook_http, first["id"], settings=private_settings, clock=utcnow
+    )
+    assert made == 6  # created + confirmed of three bookings, without a sweep in between
+    assert {d["status"] for d in await deliveries(pool, endpoint["id"])} == {"success"}
+    assert len(receiver.at(hook)) == 6
+    # Out of time after its first attempt, a slot leaves the rest to the sweep.
+    for n in range(2):
+        await fan_out(pool, (await book(papi, hour=14 + n, days=11))["id"])
+    pending = [d for d in await deliveries(pool, endpoint["id"]) if d["status"] == "pending"]
+    made = await jobs.deliver_slot(
+        pool,
+        resources.webhook_http,
+        pending[0]["id"],
+        settings=private_settings,
+        clock=utcnow,
+        seconds=0,
+    )
+    assert made == 1
