@@ -25,7 +25,7 @@ RETRY_SECONDS = (30, 120, 600, 1800, 3600, 10800, 21600, 43200, 86400, 86400)
 JITTER = 0.10
 # At most this many attempts run at once per endpoint: a slow or dead receiver holds its own
 # slots, never the others'.
-IN_FLIGHT_PER_ENDPOINT = 4
+IN_FLIGHT_PER_ENDPOINT = 8
 # A dispatched attempt not recorded after this long lost its job (worker killed, Redis
 # flushed) and is dispatched again. Well above WEBHOOK_TIMEOUT_SECONDS.
 LOST_AFTER_SECONDS = 120

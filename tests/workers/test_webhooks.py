@@ -424,8 +424,8 @@ async def test_the_sweep_bounds_each_endpoint_in_flight(
     slow, fast = path(), path()
     hanging = await make_endpoint(papi, receiver.url(slow), ["booking.created"])
     healthy = await make_endpoint(papi, receiver.url(fast), ["booking.created"])
-    for n in range(6):
-        booking = await book(papi, hour=9 + n, days=9)
+    for n in range(jobs.IN_FLIGHT_PER_ENDPOINT + 2):
+        booking = await book(papi, hour=9 + n % 6, days=9 + n // 6)
         await fan_out(pool, booking["id"])
     ours = {ids.decode("whk", hanging["id"]), ids.decode("whk", healthy["id"])}
     # Claim until nothing more is claimable; count what each endpoint got.
