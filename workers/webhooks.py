@@ -117,6 +117,12 @@ async def deliver(
     if row is None:
         return "gone"  # its endpoint was deleted
     if row["status"] != "pending" or not row["active"]:
+        # Done meanwhile, or its endpoint was switched off: free the slot (a paused delivery
+        # is claimed again once the endpoint is active).
+        async with pool.acquire() as conn:
+            await conn.execute(
+                *bind("undispatch_webhook_deliveries", {"delivery_ids": [row["id"]]})
+            )
         return "skipped"
     outcome = await webhooks.send(
         http,

@@ -627,3 +627,29 @@ async def test_a_slot_carries_on_with_its_endpoints_due_deliveries(
         seconds=0,
     )
     assert made == 1
+
+
+async def test_switching_an_endpoint_off_pauses_its_pending_deliveries(
+    papi: Api,
+    pool: Pool,
+    receiver: Receiver,
+    resources: Resources,
+    private_settings: Settings,
+) -> None:
+    hook = path()
+    endpoint = await make_endpoint(papi, receiver.url(hook), ["booking.created"])
+    await fan_out(pool, (await book(papi, days=12))["id"])
+    (row,) = await deliveries(pool, endpoint["id"])
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "update webhook_deliveries set dispatched_at = now() where id = $1", row["id"]
+        )
+    await papi.patch(f"/v1/webhooks/{endpoint['id']}", {"active": False})
+    http = resources.webhook_http
+    assert await attempt(pool, http, private_settings, row["id"]) == "skipped"
+    (row,) = await deliveries(pool, endpoint["id"])
+    assert (row["status"], row["attempts"], row["dispatched_at"]) == ("pending", 0, None)
+    assert receiver.at(hook) == []
+    await papi.patch(f"/v1/webhooks/{endpoint['id']}", {"active": True})
+    assert await attempt(pool, http, private_settings, row["id"]) == "success"
+    assert len(receiver.at(hook)) == 1
