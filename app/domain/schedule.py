@@ -430,7 +430,7 @@ async def search(
         state = await load_busy(
             conn, definitions, principal, event_type_id, spans=spans, caps_span=window
         )
-        if state.definition is found:
+        if state.definition.revision == found.revision:
             break
         # The cached definition was stale: its spans may not be the current rules'.
         found, fresh = state.definition, True

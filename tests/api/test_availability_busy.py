@@ -10,12 +10,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import httpx
 import msgspec
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as examples
 from hypothesis import strategies as st
+from redis.asyncio import Redis
 
 from app.db import Pool
 from app.domain import schedule, slots
+from app.main import create_app
+from app.resources import Resources
+from app.settings import Settings
+from tests.conftest import Api
+from tests.helpers import at, future_day, invitee, make_event_type
 
 DAY = datetime(2027, 1, 10, tzinfo=UTC)
 NOW = datetime(2027, 1, 1, tzinfo=UTC)
@@ -124,7 +132,7 @@ def clip(intervals: Any, lo: int, hi: int) -> list[tuple[int, int]]:
     return slots.HostBusy.merged(iv for iv in cut if iv[0] < iv[1]).intervals()
 
 
-@settings(
+@examples(
     max_examples=60,
     deadline=None,
     database=None,
@@ -233,3 +241,36 @@ async def test_busy_time_matches_the_engines_merge_of_the_holds(
         (s.start, s.spots_remaining) for s in expected.slots
     ]
     assert [s.free_hosts for s in listed.slots] == [s.free_hosts[:1] for s in expected.slots]
+
+
+async def test_a_process_with_a_stale_definition_reads_busy_time_for_the_new_rules(
+    settings: Settings, pool: Pool, redis: Redis, api: Api
+) -> None:
+    # The search reads busy time only where the cached rules' slots lie; once the database
+    # says the definition changed, it reads again where the new rules' slots lie.
+    elsewhere_resources = Resources(pool=pool, redis=redis)
+    transport = httpx.ASGITransport(app=create_app(settings, elsewhere_resources))
+    noon = [{"day_of_week": d, "start_time": "12:00", "end_time": "13:00"} for d in range(7)]
+    et = await make_event_type(api, rules=noon)
+    day = future_day()
+    url = f"/v1/availability?event_type_id={et['id']}&start={day}&end={day}"
+    async with httpx.AsyncClient(transport=transport, base_url="http://elsewhere") as client:
+        elsewhere = Api(client, api.org)
+        response = await elsewhere.get(url, key=None)
+        assert [s["start_time"] for s in response.json()["slots"]] == [at(day, 12), at(day, 12, 30)]
+        assert len(elsewhere_resources.definitions) == 1
+        wide = [{"day_of_week": d, "start_time": "09:00", "end_time": "17:00"} for d in range(7)]
+        response = await api.put(f"/v1/event-types/{et['id']}/availability", {"rules": wide})
+        assert response.status_code == 200, response.text
+        response = await api.post("/v1/bookings", invitee(et["id"], at(day, 10)), key=None)
+        assert response.status_code == 201, response.text
+        response = await elsewhere.get(url, key=None)
+        offered = [s["start_time"] for s in response.json()["slots"]]
+        assert offered[:4] == [at(day, 9), at(day, 9, 30), at(day, 10, 30), at(day, 11)]
+        assert len(offered) == 15
+        # A duration the cached definition does not allow is not refused on its word.
+        response = await api.patch(f"/v1/event-types/{et['id']}", {"duration_options": [30, 60]})
+        assert response.status_code == 200, response.text
+        response = await elsewhere.get(url + "&duration=60", key=None)
+        assert response.status_code == 200, response.text
+        assert response.json()["slots"][0]["end_time"] == at(day, 10)
