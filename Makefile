@@ -32,8 +32,9 @@ $(STAMP): requirements.lock pyproject.toml | $(BIN)/uv
 		--config-setting editable_mode=compat --editable .
 	@touch $@
 
+# PORT=8001 make dev (or make dev PORT=8001) serves on another port; astrocal reads PORT.
 dev: venv
-	$(BIN)/astrocal dev
+	@$(BIN)/astrocal dev
 
 # Lint first (what CI runs is what a developer runs); pytest exits 5 when it collected no
 # tests: that is a failure, never a silent pass.

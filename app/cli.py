@@ -32,6 +32,12 @@ def _settings(**overrides: object) -> Settings:
         raise UsageError("DATABASE_URL, REDIS_URL and SECRET_KEY must be set") from exc
 
 
+def _port(value: str) -> int:
+    if not (value.isascii() and value.isdigit() and int(value) <= 65535):
+        raise argparse.ArgumentTypeError(f"not a port number (0-65535): {value!r}")
+    return int(value)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="astrocal", description="Astrocal scheduling API")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -51,7 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     limits.add_argument("--per-minute", type=int)
     limits.add_argument("--per-day", type=int)
     dev = commands.add_parser("dev", help="zero-config development server")
-    dev.add_argument("--port", type=int, default=8000)
+    # argparse converts a string default with `type`, so a bad PORT is a usage error too.
+    dev.add_argument(
+        "--port",
+        type=_port,
+        default=os.environ.get("PORT", "8000"),
+        help="port on 127.0.0.1 (default: $PORT, else 8000; 0 picks a free one)",
+    )
     return parser
 
 

@@ -500,6 +500,9 @@ def _run(
                 user=account.uid if account else None,
                 group=account.gid if account else None,
                 extra_groups=[] if account else None,
+                # A Ctrl-C in our terminal is ours to handle (astrocal dev lets a start
+                # finish, then stops the server), not initdb's or pg_ctl's to die of.
+                start_new_session=True,
             )
         except subprocess.TimeoutExpired as exc:
             raise EmbeddedServerError(f"{Path(args[0]).name} timed out after {timeout}s") from exc

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import httpx
 from redis.asyncio import Redis
 
+from app import targets
 from app.db import Pool, create_pool
 from app.domain.schedule import Definitions
 from app.settings import Settings
@@ -17,6 +19,8 @@ class Resources:
     redis: Redis
     # Event type definitions this process has read (checked by revision wherever relied on).
     definitions: Definitions = field(default_factory=Definitions)
+    # Webhook attempts made in the API (manual retry); each attempt bounds its own time.
+    webhook_http: httpx.AsyncClient = field(default_factory=targets.client)
 
     @classmethod
     async def open(cls, settings: Settings) -> Resources:
@@ -27,5 +31,6 @@ class Resources:
         return cls(pool=pool, redis=redis)
 
     async def close(self) -> None:
+        await self.webhook_http.aclose()
         await self.redis.aclose()
         await self.pool.close()

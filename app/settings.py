@@ -15,7 +15,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     public_base_url: str = ""
     cancel_url_template: str = "{base}/bookings/{booking_id}/cancel?token={token}"
     reschedule_url_template: str = "{base}/bookings/{booking_id}/reschedule?token={token}"
+    # smtp://user:pass@host:587 (STARTTLS) or smtps://user:pass@host:465; or the SMTP_HOST family.
     smtp_url: str | None = None
+    smtp_host: str | None = None
+    smtp_port: int | None = None
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    # Unset: STARTTLS when the server offers it (required when a password is sent).
+    smtp_starttls: bool | None = None
     email_from: str = "Astrocal <no-reply@localhost>"
     stripe_secret_key: str | None = None
     stripe_webhook_secret: str | None = None
@@ -23,6 +30,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     payment_timeout_minutes: int = 30
     webhook_allow_private_targets: bool = False
     webhook_timeout_seconds: float = 10.0
+    # `astrocal dev` only: http webhooks to localhost/loopback (not other private addresses).
+    webhook_dev_loopback: bool = False
     calendar_busy_timeout_seconds: float = 5.0
     calendar_busy_cache_seconds: int = 60
     rate_limit_enabled: bool = True

@@ -44,6 +44,7 @@ from app import embedded, ids
 from app.clock import utcnow
 from app.db import QUERIES, load_queries, migrate
 from app.domain import api_keys, availability, event_types, members, organizations
+from bench import worker as bench_worker
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -119,6 +120,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="HTTP client of the load generator (raw: minimal HTTP/1.1, far cheaper in CPU)",
     )
     parser.add_argument("--no-pgbench", action="store_true", help="skip the pgbench runs")
+    parser.add_argument(
+        "--worker",
+        action="store_true",
+        help="each round books free slots again with the outbox worker running, its SMTP a "
+        "local sink: bookings/s and ratio with it, its CPU per booking, commit -> email "
+        "latency, every email arrived once (bench/worker.py)",
+    )
     parser.add_argument(
         "--event-types", type=int, default=8, help="free-slot event types, each with its own host"
     )
@@ -939,6 +947,9 @@ def render(report: dict[str, Any]) -> str:
             f"  after pgbench: overlapping bookings {after['overlapping_bookings']}, "
             f"bookings in the database {after['rows_bookings']}"
         )
+    if report.get("worker"):
+        w = report["worker"]
+        lines += bench_worker.render(w, w["bookings_per_s"], w.get("ratio"))
     ratio = report.get("ratio")
     rounds = "  ".join("-" if r is None else f"{r:.3f}" for r in report.get("round_ratios", []))
     lines += [
@@ -991,6 +1002,8 @@ def failures(report: dict[str, Any]) -> list[str]:
                 found.append(f"{when}: {name}: {checks[name]}")
     if report["api_rows"] != report["created_total"]:
         found.append(f"{report['api_rows']} bookings stored but {report['created_total']} x 201")
+    if report.get("worker"):
+        found += bench_worker.failures(report["worker"])
     for run in [*report.get("pgbench_insert_runs", []), report.get("pgbench_read_insert")]:
         if run and (run["returncode"] != 0 or run["failed"]):
             found.append(f"pgbench -c {run['clients']} failed (exit {run['returncode']})")
@@ -1074,8 +1087,14 @@ def _bench(args: argparse.Namespace, report: dict[str, Any], dsn: str, redis_url
     server = ApiServer(args, dsn=dsn, redis_url=redis_url, secret=secret)
     free_rounds: list[dict[str, Any]] = []
     pgbench_rounds: list[list[dict[str, Any]]] = []
+    worker_rounds: list[dict[str, Any]] = []
+    beside = None
     try:
         server.wait_ready()
+        if args.worker:
+            beside = bench_worker.Beside(
+                dsn=dsn, redis_url=redis_url, secret=secret, results_dir=RESULTS_DIR
+            )
         plan["base_url"] = server.base_url
         for round_ in range(args.rounds):
             warmup = args.warmup if round_ == 0 else min(args.warmup, 1.0)
@@ -1099,6 +1118,16 @@ def _bench(args: argparse.Namespace, report: dict[str, Any], dsn: str, redis_url
             free_rounds.append(result | cpu)
             if binary is not None:  # the API waits, idle, while pgbench runs
                 pgbench_rounds.append([pgbench(False, c) for c in args.pgbench_clients])
+            if beside is not None:  # the same load on days of its own, the worker beside
+                print(f"round {round_ + 1}/{args.rounds}: free slots with the worker ...")
+                worker_plan = free_plan | {
+                    "first_day": (tomorrow + timedelta(days=47 + 90 * round_)).isoformat()
+                }
+                cpu = {}
+                asyncio.run(settle(dsn))
+                with beside.running(), cpu_share(server.process.pid, args.database_name, cpu):
+                    result = run_load(worker_plan, timeout=warmup + args.duration + 120)
+                worker_rounds.append(result | cpu | beside.finish(result["created_total"]))
         if args.contended_duration > 0:
             print(f"contended slots: {args.contended_duration:g}s ...", flush=True)
             # The free rounds walk forward from their days on other event types.
@@ -1120,6 +1149,8 @@ def _bench(args: argparse.Namespace, report: dict[str, Any], dsn: str, redis_url
         raise
     finally:
         server.stop()
+        if beside is not None:
+            beside.close()
     if "error" in server.log_tail().lower():
         report["api_log_tail"] = server.log_tail()  # tracebacks of 500s land here
     report["free_rounds"] = free_rounds
@@ -1130,6 +1161,9 @@ def _bench(args: argparse.Namespace, report: dict[str, Any], dsn: str, redis_url
     report["created_total"] = report["free"]["created_total"] + (
         report.get("contended", {}).get("created_total", 0)
     )
+    if beside is not None:
+        report["worker"] = merged_load(worker_rounds) | beside.summary()
+        report["created_total"] += report["worker"]["created_total"]
     if binary is None:
         return
     report["pgbench_rounds"] = pgbench_rounds
@@ -1144,6 +1178,8 @@ def _bench(args: argparse.Namespace, report: dict[str, Any], dsn: str, redis_url
     report["ratio"] = (
         round(report["free"]["bookings_per_s"] / best["tps"], 3) if best["tps"] else None
     )
+    if beside is not None:
+        report["worker"]["ratio"] = round(report["worker"]["bookings_per_s"] / best["tps"], 3)
     report["round_ratios"] = [
         round(free["bookings_per_s"] / top, 3)
         if (top := max(r["tps"] or 0 for r in runs_))

@@ -57,8 +57,10 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
 
 
 @pytest.fixture(scope="session")
-async def resources(pool: Pool, redis: Redis) -> Resources:
-    return Resources(pool=pool, redis=redis)
+async def resources(pool: Pool, redis: Redis) -> AsyncIterator[Resources]:
+    made = Resources(pool=pool, redis=redis)
+    yield made
+    await made.webhook_http.aclose()
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ directory, and stopped and deleted when the process exits.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import functools
 import logging
@@ -14,6 +15,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from app.embedded import (
     create_database,
@@ -78,3 +80,131 @@ def _scratch_dir() -> Path:
     # atexit runs last-registered first: the servers registered after this stop before it.
     atexit.register(shutil.rmtree, path, ignore_errors=True)
     return path
+
+
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on loopback that keeps every message it accepts, parsed.
+
+    It can be stopped and started again on the same port (an outage), refuse recipients whose
+    address contains "refused" (550), and signal when it has received a number of messages.
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self.port = _free_port()
+        self.messages: list[Any] = []
+        self.envelopes: list[list[str]] = []
+        self._lock = threading.Lock()
+        self._wanted: tuple[int, threading.Event] | None = None
+        self._controller: Any = None
+        # Seconds the server takes over each message before accepting it (a slow server).
+        self.delay = 0.0
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self._controller = Controller(_Handler(self), hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def received(self, content: bytes, recipients: list[str]) -> None:
+        import email
+        from email import policy
+
+        with self._lock:
+            self.messages.append(email.message_from_bytes(content, policy=policy.default))
+            self.envelopes.append(recipients)
+            if self._wanted and len(self.messages) >= self._wanted[0]:
+                self._wanted[1].set()
+
+    def when(self, count: int) -> Any:
+        """A threading.Event set once `count` messages have arrived."""
+        import threading
+
+        event = threading.Event()
+        with self._lock:
+            self._wanted = (count, event)
+            if len(self.messages) >= count:
+                event.set()
+        return event
+
+    def to(self, address: str) -> list[Any]:
+        return [m for m in self.messages if m["To"].addresses[0].addr_spec == address]
+
+
+class _Handler:
+    def __init__(self, sink: SmtpSink) -> None:
+        self.sink = sink
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if "refused" in address:
+            return "550 5.1.1 No such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.sink.delay:
+            await asyncio.sleep(self.sink.delay)
+        self.sink.received(envelope.original_content or envelope.content, list(envelope.rcpt_tos))
+        return "250 Message accepted"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A redis-server of the test's own on a fixed free port, which it may stop and start again
+    (the machine's Redis is shared and never restarted). Nothing is saved: a restart is empty."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.process: Any = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        import subprocess
+        import time
+
+        import redis
+
+        server = shutil.which("redis-server") or "redis-server"
+        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.process = subprocess.Popen(  # noqa: S603 - fixed arguments
+            [server, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
+        try:
+            for _ in range(100):  # up to ~5 s for the server to listen
+                try:
+                    if client.ping():
+                        return
+                except redis.ConnectionError:
+                    time.sleep(0.05)
+        finally:
+            client.close()
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None

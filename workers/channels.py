@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+from workers import emails, webhooks
 from workers.outbox import Channel
 
-CHANNELS: tuple[Channel, ...] = ()
+CHANNELS: tuple[Channel, ...] = (
+    emails.CHANNEL,
+    Channel(
+        kind="webhook",
+        retry_seconds=webhooks.RETRY_SECONDS,
+        jitter=webhooks.JITTER,
+        plan=webhooks.plan,
+        run=webhooks.run,
+    ),
+)

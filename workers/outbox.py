@@ -15,6 +15,7 @@ Database connections are held only around each step, never across SMTP or HTTP.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
@@ -42,6 +43,8 @@ DISPATCH_BATCH = 500
 # A fan-out fails only when the database does or a plan has a bug: retried for about a day.
 EVENT_RETRY_SECONDS = (10, 60, 300, 1800, 7200, 21600, 43200)
 JOB = "process_outbox"
+# Effects a fan-out runs itself rather than enqueueing (one booking's emails, typically).
+INLINE_EFFECTS = 8
 
 
 class Transient(Exception):
@@ -185,14 +188,17 @@ async def process(
     """Run one row (an event's fan-out or an effect) unless it is done or has moved on."""
     async with ctx.pool.acquire() as conn:
         row = await conn.fetchrow(SQL["start_effect_attempt"], outbox_id, attempts)
-        if row is None:  # an event, or done, failed, or another job has this attempt
-            return await _fan_out(ctx, outbox_id, attempts, now, channels)
-        channel = next((c for c in channels if c.kind == row["kind"]), None)
-        if channel is None:
-            error = f"no channel for outbox kind {row['kind']}"
-            log.error("%s: %s", label(row), error, extra=_context(row))
+    if row is None:  # an event, or done, failed, or another job has this attempt
+        # Outside the block above: a job holding one pooled connection while it waits for a
+        # second deadlocks the worker once as many jobs run as the pool has connections.
+        return await _fan_out(ctx, outbox_id, attempts, now, channels)
+    channel = next((c for c in channels if c.kind == row["kind"]), None)
+    if channel is None:
+        error = f"no channel for outbox kind {row['kind']}"
+        log.error("%s: %s", label(row), error, extra=_context(row))
+        async with ctx.pool.acquire() as conn:
             await conn.execute(SQL["fail_outbox"], outbox_id, now, error)
-            return "failed"
+        return "failed"
     try:
         result = await channel.run(ctx, row, now)
     except Exception as exc:
@@ -266,11 +272,24 @@ async def _fan_out(
         return await _failed(ctx, row, exc, now, EVENT_RETRY_SECONDS, 0.0)
     log.info("%s: %s", label(event), result, extra=_context(event))
     due = [(r["id"], r["attempts"]) for r in inserted if r["due"]]
-    if due and ctx.queue is not None:
-        failed = await enqueue(ctx.queue, ctx.settings.job_queue, due)
+    # The first few effects due now run here, at once and side by side (an arq job each would
+    # cost more CPU than most of them take); the rest get their own jobs. Either way they are
+    # marked dispatched: if this worker dies, the sweep dispatches them again.
+    inline, queued = due[:INLINE_EFFECTS], due[INLINE_EFFECTS:]
+    if queued and ctx.queue is not None:
+        failed = await enqueue(ctx.queue, ctx.settings.job_queue, queued)
         if failed:
             async with ctx.pool.acquire() as conn:
                 await conn.execute(SQL["undispatch_outbox"], failed)
+    outcomes = await asyncio.gather(
+        *(process(ctx, i, attempts=n, now=now, channels=channels) for i, n in inline),
+        return_exceptions=True,
+    )
+    for (effect_id, _), outcome in zip(inline, outcomes, strict=True):
+        if isinstance(outcome, BaseException):  # the database failed: the sweep retries it
+            log.error(
+                "effect %s of %s: %r", effect_id, label(event), outcome, extra=_context(event)
+            )
     return result
 
 

@@ -1,6 +1,16 @@
 """Every route handler of the API, in one list."""
 
-from app.api import api_keys, availability, bookings, event_types, members, operations
+from app.api import (
+    api_keys,
+    availability,
+    bookings,
+    docs,
+    event_types,
+    events,
+    members,
+    operations,
+    webhooks,
+)
 
 HANDLERS = [
     *operations.HANDLERS,
@@ -9,4 +19,7 @@ HANDLERS = [
     *event_types.HANDLERS,
     *availability.HANDLERS,
     *bookings.HANDLERS,
+    *webhooks.HANDLERS,
+    *events.HANDLERS,
+    *docs.HANDLERS,
 ]

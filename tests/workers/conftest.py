@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,6 +16,7 @@ from arq.connections import RedisSettings
 from app.clock import utcnow
 from app.db import Pool
 from app.settings import Settings
+from tests.services import SmtpSink
 from workers import main as worker_main
 from workers import outbox
 from workers.channels import CHANNELS
@@ -57,6 +58,9 @@ class Clock:
     def __call__(self) -> datetime:
         return utcnow() + self.offset
 
+    def move_to(self, when: datetime) -> None:
+        self.offset = when - utcnow()
+
     def advance(self, **delta: float) -> datetime:
         self.offset += timedelta(**delta)
         return self()
@@ -79,17 +83,20 @@ class Drain:
             n = await outbox.dispatch_due(
                 self.pool, self.queue, queue_name=settings.job_queue, now=self.clock()
             )
-            await run_burst(settings, self.channels, self.clock)
+            await run_burst(settings, self.channels, self.clock, self.pool)
             total += n
             if not n:
                 return total
 
 
 async def run_burst(
-    settings: Settings, channels: Sequence[outbox.Channel], clock: Any = utcnow
+    settings: Settings,
+    channels: Sequence[outbox.Channel],
+    clock: Any = utcnow,
+    pool: Pool | None = None,
 ) -> None:
     worker = worker_main.create(
-        settings, burst=True, handle_signals=False, channels=channels, clock=clock
+        settings, burst=True, handle_signals=False, channels=channels, clock=clock, pool=pool
     )
     try:
         await worker.main()
@@ -107,3 +114,28 @@ async def drain(
     queue_settings: Settings, arq_redis: ArqRedis, pool: Pool, clock: Clock, quiet_outbox: None
 ) -> Drain:
     return Drain(queue_settings, arq_redis, pool, clock)
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def mail_settings(queue_settings: Settings, smtp: SmtpSink) -> Settings:
+    return msgspec.structs.replace(
+        queue_settings,
+        smtp_url=smtp.url,
+        public_base_url="https://book.example.com",
+    )
+
+
+@pytest.fixture
+async def mail(
+    mail_settings: Settings, arq_redis: ArqRedis, pool: Pool, clock: Clock, quiet_outbox: None
+) -> Drain:
+    """drain() with the email channel pointed at the smtp fixture."""
+    return Drain(mail_settings, arq_redis, pool, clock)

