@@ -390,6 +390,9 @@ def offer_busy(
     if group:
         hosts = hosts[:1]
     checks = [(h, busy[h].blocks) for h in hosts]
+    # Listing over hosts without seats: the same test as HostBusy.blocks, inlined (it is the
+    # innermost loop: a candidate often checks every host before one is free).
+    plain = [(h, busy[h].starts, busy[h].ends) for h in hosts] if any_host and not group else None
 
     # Every local date meeting Q, plus a day of margin each side: dates outside Q only yield
     # candidates outside Q, which the s ∈ Q filter drops before caps are looked at.
@@ -417,8 +420,14 @@ def offer_busy(
                         continue
                 end = ends[i]
                 lo, hi = candidate - before, end + after
-                if any_host:
-                    free: tuple[UUID, ...] = ()
+                free: tuple[UUID, ...] = ()
+                if plain is not None:
+                    for h, starts_h, ends_h in plain:
+                        k = bisect_left(starts_h, hi) - 1
+                        if k < 0 or ends_h[k] <= lo:
+                            free = (h,)
+                            break
+                elif any_host:
                     for h, blocks in checks:
                         if not blocks(lo, hi, candidate, end):
                             free = (h,)

@@ -1165,6 +1165,12 @@ def test_property_busy_time_outside_the_spans_never_matters(sc: Scenario) -> Non
     expected = sc.offer()
     assert offer_busy(sc.et, busy=cut, calendar=calendar, **args) == expected
     assert offer_busy(sc.et, busy=full, **args) == expected
+    # Listing stops at the first free host: the same slots, each with that host alone.
+    listed = offer_busy(sc.et, busy=cut, calendar=calendar, any_host=True, **args)
+    assert listed == Offer(
+        tuple(msgspec.structs.replace(s, free_hosts=s.free_hosts[:1]) for s in expected.slots),
+        expected.capped,
+    )
 
 
 def test_busy_spans_are_the_candidates_of_q_with_their_buffers() -> None:
@@ -1184,4 +1190,28 @@ def test_busy_spans_are_the_candidates_of_q_with_their_buffers() -> None:
     assert busy_spans(et, Calendar(et, 30), late) == [
         (epoch_us(utc("2026-03-20T09:20")), epoch_us(utc("2026-03-20T11:15"))),
         (epoch_us(utc("2026-03-20T13:30")), epoch_us(utc("2026-03-20T14:45"))),
+    ]
+
+
+def test_listing_first_free_host_touching_is_not_overlapping() -> None:
+    # Half-open intervals: a hold ending at a slot's padded start, or starting at its padded
+    # end, leaves it free; the listing names the first free host in the given order.
+    et = event_type(rules=every_day(("09:00", "12:00")), buffer_before_minutes=10)
+    holds = [
+        hold(A, "2026-03-20T09:30", "2026-03-20T10:20"),
+        hold(B, "2026-03-20T10:50", "2026-03-20T11:00"),
+    ]
+    q = query_window(date(2026, 3, 20), date(2026, 3, 20), ZoneInfo("UTC"))
+    busy = busy_of_holds(et, [A, B], holds, {})
+    listed = offer_busy(
+        et, window=q, duration=30, hosts=[A, B], busy=busy, seats={}, cap_counts={}, now=NOW,
+        any_host=True,
+    )  # fmt: skip
+    assert [(s.start.strftime("%H:%M"), s.free_hosts) for s in listed.slots] == [
+        ("09:00", (A,)),  # [08:50, 09:30) touches A's hold
+        ("09:30", (B,)),
+        ("10:00", (B,)),  # [09:50, 10:30): A is busy until 10:20, B free until 10:50
+        ("10:30", (A,)),  # [10:20, 11:00): touches the end of A's hold
+        ("11:00", (A,)),
+        ("11:30", (A,)),
     ]
