@@ -11,13 +11,15 @@ import msgspec
 from msgspec import Meta
 
 from app import ids
-from app.db import SQL, Connection
+from app.db import SQL, Connection, bind
 from app.domain import slots
 from app.domain.api_keys import Principal
 from app.domain.timezones import Zone, zone
-from app.errors import BadRequest, NotFound, ValidationFailed
+from app.errors import BadRequest, Conflict, NotFound, ValidationFailed
 
 ROUND_ROBIN_WINDOW = timedelta(days=30)
+# Reads of busy time per search when the event type changes under it (each re-reads it).
+_STALE_ATTEMPTS = 3
 _MAX_BUFFER = timedelta(minutes=120)
 # Wide enough that every cap period (at most a month) touching the searched range is counted.
 _CAP_MARGIN = timedelta(days=32)
@@ -239,21 +241,27 @@ async def load_busy(
     principal: Principal | None,
     event_type_id: UUID,
     *,
-    span: tuple[datetime, datetime],
+    spans: Sequence[tuple[datetime, datetime]],
+    caps_span: tuple[datetime, datetime],
 ) -> Busy:
-    """The event type (visible to the caller, active) and its hosts' busy time around `span`,
-    read as in `load` but merged by PostgreSQL and in native columns."""
+    """The event type (visible to the caller, active) and its hosts' busy time within `spans`
+    (sorted, disjoint), read as in `load` but merged by PostgreSQL and in native columns; cap
+    counts around `caps_span`."""
     org = principal.organization_id if principal else None
     mode = principal.is_test if principal else None
     rows = await conn.fetch(
-        SQL["busy_time"],
-        event_type_id,
-        org,
-        mode,
-        span[0] - _MAX_BUFFER,
-        span[1] + _MAX_BUFFER,
-        span[0] - _CAP_MARGIN,
-        span[1] + _CAP_MARGIN,
+        *bind(
+            "busy_time",
+            {
+                "event_type_id": event_type_id,
+                "organization_id": org,
+                "is_test": mode,
+                "span_starts": [lo for lo, _ in spans],
+                "span_ends": [hi for _, hi in spans],
+                "caps_from": caps_span[0] - _CAP_MARGIN,
+                "caps_to": caps_span[1] + _CAP_MARGIN,
+            },
+        )
     )
     if not rows or not rows[0]["active"]:
         raise NotFound.of("Event type", ids.encode("evt", event_type_id))
@@ -415,9 +423,30 @@ async def search(
     if (query.end - query.start).days > 29:
         raise ValidationFailed.field("end", "Range must be at most 30 days")
     window = slots.query_window(query.start, query.end, tz)
-    state = await load_busy(conn, definitions, principal, event_type_id, span=window)
-    context = Context(definition=state.definition)
-    duration = context.duration(query.duration)
+    found, fresh = await definition(conn, definitions, principal, event_type_id)
+    for _ in range(_STALE_ATTEMPTS):
+        try:
+            duration = Context(definition=found).duration(query.duration)
+        except BadRequest:
+            if fresh:
+                raise
+            found, fresh = await reload(conn, definitions, principal, event_type_id), True
+            continue
+        calendar = found.calendar(duration)
+        spans = [
+            (slots.instant_at(lo), slots.instant_at(hi))
+            for lo, hi in slots.busy_spans(found.rules, calendar, window)
+        ]
+        state = await load_busy(
+            conn, definitions, principal, event_type_id, spans=spans, caps_span=window
+        )
+        if state.definition.revision == found.revision:
+            break
+        # The cached definition was stale: its spans may not be the current rules'.
+        found, fresh = state.definition, True
+    else:
+        raise Conflict("The event type changed while it was being searched; try again")
+    context = Context(definition=found)
     result = slots.offer_busy(
         context.rules,
         window=window,
@@ -428,7 +457,7 @@ async def search(
         cap_counts=state.cap_counts,
         now=now,
         any_host=True,
-        calendar=state.definition.calendar(duration),
+        calendar=calendar,
     )
     capacity = context.rules.max_attendees
     if capacity > 1:

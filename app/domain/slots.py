@@ -324,6 +324,34 @@ class Calendar:
         return found
 
 
+def busy_spans(
+    et: EventTypeRules, calendar: Calendar, window: tuple[datetime, datetime]
+) -> list[tuple[int, int]]:
+    """Where busy time can matter to `offer_busy` over `window`: from each window's first
+    candidate slot starting in `window` to its last one's end, padded by the event type's
+    buffers; merged."""
+    tz = calendar.tz
+    q_start, q_end = epoch_us(window[0]), epoch_us(window[1])
+    before = et.buffer_before_minutes * _MINUTE_US
+    after = et.buffer_after_minutes * _MINUTE_US
+    day = window[0].astimezone(tz).date() - timedelta(days=1)
+    last_day = window[1].astimezone(tz).date() + timedelta(days=1)
+    spans: list[tuple[int, int]] = []
+    while day <= last_day:
+        for w in calendar.day(day):
+            first, last = bisect_left(w.starts, q_start), bisect_left(w.starts, q_end) - 1
+            if first <= last:
+                spans.append((w.starts[first] - before, w.ends[last] + after))
+        day += timedelta(days=1)
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+        else:
+            merged.append((a, b))
+    return merged
+
+
 def offer_busy(
     et: EventTypeRules,
     *,
@@ -362,6 +390,9 @@ def offer_busy(
     if group:
         hosts = hosts[:1]
     checks = [(h, busy[h].blocks) for h in hosts]
+    # Listing over hosts without seats: the same test as HostBusy.blocks, inlined (it is the
+    # innermost loop: a candidate often checks every host before one is free).
+    plain = [(h, busy[h].starts, busy[h].ends) for h in hosts] if any_host and not group else None
 
     # Every local date meeting Q, plus a day of margin each side: dates outside Q only yield
     # candidates outside Q, which the s ∈ Q filter drops before caps are looked at.
@@ -389,8 +420,14 @@ def offer_busy(
                         continue
                 end = ends[i]
                 lo, hi = candidate - before, end + after
-                if any_host:
-                    free: tuple[UUID, ...] = ()
+                free: tuple[UUID, ...] = ()
+                if plain is not None:
+                    for h, starts_h, ends_h in plain:
+                        k = bisect_left(starts_h, hi) - 1
+                        if k < 0 or ends_h[k] <= lo:
+                            free = (h,)
+                            break
+                elif any_host:
                     for h, blocks in checks:
                         if not blocks(lo, hi, candidate, end):
                             free = (h,)

@@ -54,25 +54,28 @@ where e.id = $1 and e.deleted_at is null
 -- name: busy_time
 -- What listing slots needs, in native columns: one row per host to evaluate (all of them for
 -- round robin, else the primary one; no host: one row with a null member_id), with the event
--- type's revision (no row = not found for this caller; $2/$3 null = public). Per host, its
--- holds overlapping [$4, $5) in the event type's mode, padded by their own buffers, merged by
--- range_agg into disjoint intervals: starts/ends on the engine's clock (epoch_us). A group
--- event type's own slots are seats, not busy time: seat_* lists them apart. Cap counts within
--- [$6, $7), as in schedule_state; no round-robin statistics (they only choose a host).
+-- type's revision (no row = not found for this caller; organization and mode null: public).
+-- Per host, its busy time within the spans (span_starts[i] to span_ends[i], sorted, disjoint:
+-- where candidate slots and their buffers lie), in the event type's mode: holds padded by
+-- their own buffers, merged by range_agg into disjoint intervals, starts/ends on the engine's
+-- clock (epoch_us). A group event type's own slots are seats, not busy time: seat_* lists
+-- them apart. Cap counts from caps_from to caps_to, as in schedule_state. No round-robin
+-- statistics: they only choose a host, which listing does not.
 with et as (
     select e.id, e.revision, e.active, e.is_test, e.max_attendees > 1 as is_group,
         e.assignment_strategy = 'round_robin' as is_round_robin
     from event_types e
-    where e.id = $1 and e.deleted_at is null
-      and ($2::uuid is null or e.organization_id = $2)
-      and ($3::boolean is null or e.is_test = $3)
+    where e.id = :event_type_id and e.deleted_at is null
+      and (:organization_id::uuid is null or e.organization_id = :organization_id)
+      and (:is_test::boolean is null or e.is_test = :is_test)
 ), caps as (
     select array_agg(c.period_start) as cap_periods, array_agg(c.n) as cap_bookings from (
         select cap_period_start(b.start_at, e.timezone, e.booking_cap_period) as period_start,
                count(*)::int as n
         from event_types e join bookings b on b.event_type_id = e.id
-        where e.id = $1 and e.booking_cap is not null and b.status <> 'cancelled'
-          and (e.booking_cap_period = 'total' or (b.start_at >= $6 and b.start_at < $7))
+        where e.id = :event_type_id and e.booking_cap is not null and b.status <> 'cancelled'
+          and (e.booking_cap_period = 'total'
+               or (b.start_at >= :caps_from and b.start_at < :caps_to))
         group by 1
     ) c
 )
@@ -91,16 +94,25 @@ left join lateral (
 left join lateral (
     select array_agg(epoch_us(lower(r))) as starts, array_agg(epoch_us(upper(r))) as ends
     from unnest((
-        -- Sorted by slot_holds_host_busy, so range_agg's own sort finds them in order.
-        -- Holds are at most 8 h long with 2 h of buffer each side: none starts earlier.
-        select range_agg(s.busy) from (
-            select s.busy from slot_holds s
-            where s.host_member_id = h.member_id and s.is_test = et.is_test and s.seats > 0
-              and lower(s.busy) > $4::timestamptz - interval '12 hours'
-              and lower(s.busy) < $5 and upper(s.busy) > $4
-              and not (et.is_group and s.event_type_id = et.id)
-            order by lower(s.busy)
-        ) s
+        -- A host's holds are disjoint (slot_holds_no_overlap): those meeting a span are the
+        -- ones starting in it and at most one before it, the last to start before it. Both
+        -- come in time order from slot_holds_host_busy, index-only, so range_agg's sort finds
+        -- them sorted; busy time between spans is never read.
+        select range_agg(b.busy)
+        from unnest(:span_starts::timestamptz[], :span_ends::timestamptz[]) w(lo, hi)
+        cross join lateral (
+            (select s.busy from slot_holds s
+             where s.host_member_id = h.member_id and s.is_test = et.is_test and s.seats > 0
+               and lower(s.busy) < w.lo and not (et.is_group and s.event_type_id = et.id)
+             order by lower(s.busy) desc limit 1)
+            union all
+            (select s.busy from slot_holds s
+             where s.host_member_id = h.member_id and s.is_test = et.is_test and s.seats > 0
+               and lower(s.busy) >= w.lo and lower(s.busy) < w.hi
+               and not (et.is_group and s.event_type_id = et.id)
+             order by lower(s.busy))
+        ) b
+        where upper(b.busy) > w.lo
     )) r
 ) hard on true
 left join lateral (
@@ -109,5 +121,6 @@ left join lateral (
         array_agg(epoch_us(upper(s.busy))) as busy_ends, array_agg(s.seats) as seats
     from slot_holds s
     where et.is_group and s.host_member_id = h.member_id and s.is_test = et.is_test
-      and s.seats > 0 and s.event_type_id = et.id and s.busy && tstzrange($4, $5)
+      and s.seats > 0 and s.event_type_id = et.id and cardinality(:span_starts) > 0
+      and s.busy && tstzrange(:span_starts[1], :span_ends[cardinality(:span_ends)])
 ) seat on true;

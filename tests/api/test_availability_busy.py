@@ -10,12 +10,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import httpx
 import msgspec
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as examples
 from hypothesis import strategies as st
+from redis.asyncio import Redis
 
 from app.db import Pool
 from app.domain import schedule, slots
+from app.main import create_app
+from app.resources import Resources
+from app.settings import Settings
+from tests.conftest import Api
+from tests.helpers import at, future_day, invitee, make_event_type
 
 DAY = datetime(2027, 1, 10, tzinfo=UTC)
 NOW = datetime(2027, 1, 1, tzinfo=UTC)
@@ -82,7 +90,7 @@ async def _setup(conn: Any, *, group: bool, round_robin: bool, before: int, afte
                 uuid.uuid4(),
                 evt,
                 member,
-                k % 2,
+                min(k, 1),  # member 0 is the primary host
             )
         await conn.execute(
             "insert into availability_rules (id, event_type_id, day_of_week, start_minute,"
@@ -120,10 +128,11 @@ async def _insert(conn: Any, org: uuid.UUID, host: uuid.UUID, evt: uuid.UUID, d:
 
 def clip(intervals: Any, lo: int, hi: int) -> list[tuple[int, int]]:
     """Intervals cut to [lo, hi), merged where they overlap or touch."""
-    return slots.HostBusy.merged((max(a, lo), min(b, hi)) for a, b in intervals).intervals()
+    cut = ((max(a, lo), min(b, hi)) for a, b in intervals)
+    return slots.HostBusy.merged(iv for iv in cut if iv[0] < iv[1]).intervals()
 
 
-@settings(
+@examples(
     max_examples=60,
     deadline=None,
     database=None,
@@ -136,6 +145,10 @@ def clip(intervals: Any, lo: int, hi: int) -> list[tuple[int, int]]:
     before=st.sampled_from([0, 10, 30]),
     after=st.sampled_from([0, 15]),
     days=st.integers(1, 2),
+    cuts=st.one_of(
+        st.none(),  # one span over the whole window and its buffers
+        st.lists(st.integers(-24, 24 * 12 * 2 + 24), min_size=2, max_size=8, unique=True),
+    ),
 )
 async def test_busy_time_matches_the_engines_merge_of_the_holds(
     pool: Pool,
@@ -145,6 +158,7 @@ async def test_busy_time_matches_the_engines_merge_of_the_holds(
     before: int,
     after: int,
     days: int,
+    cuts: list[int] | None,
 ) -> None:
     round_robin = round_robin and not group  # the API refuses the combination
     async with pool.acquire() as conn:
@@ -175,7 +189,14 @@ async def test_busy_time_matches_the_engines_merge_of_the_holds(
                     )
                 )
             window = (DAY, DAY + timedelta(days=days))
-            state = await schedule.load_busy(conn, schedule.Definitions(), None, own, span=window)
+            if cuts is None:
+                spans = [(DAY - timedelta(hours=2), window[1] + timedelta(hours=2))]
+            else:  # disjoint spans, in 5-minute steps from DAY - 2 h
+                at = sorted(DAY - timedelta(hours=2) + timedelta(minutes=5 * c) for c in cuts)
+                spans = list(zip(at[::2], at[1::2], strict=False))
+            state = await schedule.load_busy(
+                conn, schedule.Definitions(), None, own, spans=spans, caps_span=window
+            )
         finally:
             await tx.rollback()
 
@@ -186,18 +207,21 @@ async def test_busy_time_matches_the_engines_merge_of_the_holds(
     assert set(ordered) == set(members[:3])
     assert hosts == (ordered if round_robin else ordered[:1])
     old = slots.busy_of_holds(et, hosts, holds, {})
-    # What the search reads: busy time meeting Q padded by the longest buffer.
-    lo, hi = (slots.epoch_us(t) for t in window)
-    lo, hi = lo - 2 * 3600 * 1_000_000, hi + 2 * 3600 * 1_000_000
+    # What the search reads: busy time meeting the spans, the same there as the engine's own
+    # merge of every hold; nothing else.
+    us = [(slots.epoch_us(a), slots.epoch_us(b)) for a, b in spans]
     for host in hosts:
         new = state.busy[host]
-        got = list(zip(new.starts, new.ends, strict=True))
-        # Disjoint and sorted, not even touching (merged), each meeting the range read...
+        got = new.intervals()
+        # Disjoint and sorted, not even touching (merged), each meeting a span...
         assert all(a < b < c for (a, b), (c, _) in itertools.pairwise(got))
-        assert all(a < hi and b > lo for a, b in got)
-        # ...and within it the same busy time as the engine's own merge of every hold.
-        assert clip(got, lo, hi) == clip(old[host].intervals(), lo, hi)
+        assert all(any(a < hi and b > lo for lo, hi in us) for a, b in got)
+        for lo, hi in us:  # ...and within each the same busy time as the engine's own merge
+            assert clip(got, lo, hi) == clip(old[host].intervals(), lo, hi)
+        lo, hi = us[0][0], us[-1][1]
         assert sorted(new.soft) == [iv for iv in old[host].soft if iv[0] < hi and iv[1] > lo]
+    if cuts is not None:
+        return  # the offer below needs busy time over the whole window
     # And the engine offers exactly the same slots from either.
     expected = slots.offer(
         et, window=window, duration=30, hosts=hosts, holds=holds, busy={}, cap_counts={}, now=NOW
@@ -217,3 +241,36 @@ async def test_busy_time_matches_the_engines_merge_of_the_holds(
         (s.start, s.spots_remaining) for s in expected.slots
     ]
     assert [s.free_hosts for s in listed.slots] == [s.free_hosts[:1] for s in expected.slots]
+
+
+async def test_a_process_with_a_stale_definition_reads_busy_time_for_the_new_rules(
+    settings: Settings, pool: Pool, redis: Redis, api: Api
+) -> None:
+    # The search reads busy time only where the cached rules' slots lie; once the database
+    # says the definition changed, it reads again where the new rules' slots lie.
+    elsewhere_resources = Resources(pool=pool, redis=redis)
+    transport = httpx.ASGITransport(app=create_app(settings, elsewhere_resources))
+    noon = [{"day_of_week": d, "start_time": "12:00", "end_time": "13:00"} for d in range(7)]
+    et = await make_event_type(api, rules=noon)
+    day = future_day()
+    url = f"/v1/availability?event_type_id={et['id']}&start={day}&end={day}"
+    async with httpx.AsyncClient(transport=transport, base_url="http://elsewhere") as client:
+        elsewhere = Api(client, api.org)
+        response = await elsewhere.get(url, key=None)
+        assert [s["start_time"] for s in response.json()["slots"]] == [at(day, 12), at(day, 12, 30)]
+        assert len(elsewhere_resources.definitions) == 1
+        wide = [{"day_of_week": d, "start_time": "09:00", "end_time": "17:00"} for d in range(7)]
+        response = await api.put(f"/v1/event-types/{et['id']}/availability", {"rules": wide})
+        assert response.status_code == 200, response.text
+        response = await api.post("/v1/bookings", invitee(et["id"], at(day, 10)), key=None)
+        assert response.status_code == 201, response.text
+        response = await elsewhere.get(url, key=None)
+        offered = [s["start_time"] for s in response.json()["slots"]]
+        assert offered[:4] == [at(day, 9), at(day, 9, 30), at(day, 10, 30), at(day, 11)]
+        assert len(offered) == 15
+        # A duration the cached definition does not allow is not refused on its word.
+        response = await api.patch(f"/v1/event-types/{et['id']}", {"duration_options": [30, 60]})
+        assert response.status_code == 200, response.text
+        response = await elsewhere.get(url + "&duration=60", key=None)
+        assert response.status_code == 200, response.text
+        assert response.json()["slots"][0]["end_time"] == at(day, 10)

@@ -15,18 +15,25 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.domain.slots import (
+    Calendar,
     EventTypeRules,
     Hold,
+    HostBusy,
     Offer,
     Rule,
     Slot,
     Window,
+    busy_of_holds,
+    busy_spans,
     cap_period_bounds,
     cap_period_start,
+    epoch_us,
     find_slot,
     local_instant,
     offer,
+    offer_busy,
     query_window,
+    seats_of_holds,
 )
 
 ET = UUID("00000000-0000-7000-8000-0000000000e1")
@@ -1126,3 +1133,85 @@ def test_cap_period_bounds(
     if low is not None and high is not None:
         assert low <= datetime.fromisoformat(instant) < high
         assert low.astimezone(ZoneInfo(zone_name)).date() == first
+
+
+@PROPERTY_SETTINGS
+@given(scenarios())
+def test_property_busy_time_outside_the_spans_never_matters(sc: Scenario) -> None:
+    # The slot search reads busy time only within busy_spans: cut to them, the offer is the same.
+    hosts = list(dict.fromkeys(sc.hosts))[: 1 if sc.et.max_attendees > 1 else None]
+    calendar = Calendar(sc.et, sc.duration)
+    spans = busy_spans(sc.et, calendar, sc.window)
+    assert all(a < b < c for (a, b), (c, _) in pairwise(spans))
+    full = busy_of_holds(sc.et, hosts, sc.holds, sc.busy)
+    cut = {}
+    for host, busy in full.items():
+        kept = [
+            (max(a, lo), min(b, hi))
+            for a, b in busy.intervals()
+            for lo, hi in spans
+            if a < hi and b > lo
+        ]
+        soft = [iv for iv in busy.soft if any(iv[0] < hi and iv[1] > lo for lo, hi in spans)]
+        cut[host] = HostBusy.merged(kept, soft)
+    args: dict[str, Any] = {
+        "window": sc.window,
+        "duration": sc.duration,
+        "hosts": hosts,
+        "seats": seats_of_holds(sc.et, hosts[0], sc.holds) if hosts else {},
+        "cap_counts": sc.cap_counts,
+        "now": sc.now,
+    }
+    expected = sc.offer()
+    assert offer_busy(sc.et, busy=cut, calendar=calendar, **args) == expected
+    assert offer_busy(sc.et, busy=full, **args) == expected
+    # Listing stops at the first free host: the same slots, each with that host alone.
+    listed = offer_busy(sc.et, busy=cut, calendar=calendar, any_host=True, **args)
+    assert listed == Offer(
+        tuple(msgspec.structs.replace(s, free_hosts=s.free_hosts[:1]) for s in expected.slots),
+        expected.capped,
+    )
+
+
+def test_busy_spans_are_the_candidates_of_q_with_their_buffers() -> None:
+    et = event_type(
+        rules=every_day(("09:00", "10:00"), ("09:30", "11:00"), ("14:00", "15:00")),
+        buffer_before_minutes=30,
+        buffer_after_minutes=15,
+        slot_interval_minutes=20,
+    )
+    q = query_window(date(2026, 3, 20), date(2026, 3, 20), ZoneInfo("UTC"))
+    spans = busy_spans(et, Calendar(et, 30), q)
+    # Slots 09:00-09:50 and 09:30-11:00 overlap, 14:00-14:50 stands apart; buffers added.
+    expected = [("2026-03-20T08:30", "2026-03-20T11:15"), ("2026-03-20T13:30", "2026-03-20T15:05")]
+    assert spans == [(epoch_us(utc(a)), epoch_us(utc(b))) for a, b in expected]
+    # A window's candidates outside Q (the margin days the engine looks at) are left out.
+    late = (utc("2026-03-20T09:50"), utc("2026-03-20T14:10"))
+    assert busy_spans(et, Calendar(et, 30), late) == [
+        (epoch_us(utc("2026-03-20T09:20")), epoch_us(utc("2026-03-20T11:15"))),
+        (epoch_us(utc("2026-03-20T13:30")), epoch_us(utc("2026-03-20T14:45"))),
+    ]
+
+
+def test_listing_first_free_host_touching_is_not_overlapping() -> None:
+    # Half-open intervals: a hold ending at a slot's padded start, or starting at its padded
+    # end, leaves it free; the listing names the first free host in the given order.
+    et = event_type(rules=every_day(("09:00", "12:00")), buffer_before_minutes=10)
+    holds = [
+        hold(A, "2026-03-20T09:30", "2026-03-20T10:20"),
+        hold(B, "2026-03-20T10:50", "2026-03-20T11:00"),
+    ]
+    q = query_window(date(2026, 3, 20), date(2026, 3, 20), ZoneInfo("UTC"))
+    busy = busy_of_holds(et, [A, B], holds, {})
+    listed = offer_busy(
+        et, window=q, duration=30, hosts=[A, B], busy=busy, seats={}, cap_counts={}, now=NOW,
+        any_host=True,
+    )  # fmt: skip
+    assert [(s.start.strftime("%H:%M"), s.free_hosts) for s in listed.slots] == [
+        ("09:00", (A,)),  # [08:50, 09:30) touches A's hold
+        ("09:30", (B,)),
+        ("10:00", (B,)),  # [09:50, 10:30): A is busy until 10:20, B free until 10:50
+        ("10:30", (A,)),  # [10:20, 11:00): touches the end of A's hold
+        ("11:00", (A,)),
+        ("11:30", (A,)),
+    ]
