@@ -367,7 +367,7 @@ def _instant(text: str) -> datetime:
 # GET /v1/availability ------------------------------------------------------------------
 
 
-class OfferedSlot(msgspec.Struct, frozen=True):
+class OfferedSlot(msgspec.Struct, frozen=True, gc=False):  # never in a cycle: see slots.Slot
     start_time: datetime
     end_time: datetime
     capped: bool = False  # capped slots are not listed
