@@ -54,7 +54,7 @@ lock: | $(BIN)/uv
 		-o requirements.lock
 
 bench: venv
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 .PHONY: bench-availability
 bench-availability: venv

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import msgspec
 from litestar import Litestar
 from litestar.di import NamedDependency, Provide
 from litestar.middleware import DefineMiddleware
@@ -20,7 +21,7 @@ from app.api import routes
 from app.api.auth import provide_caller, provide_key
 from app.api.idempotency import IdempotencyMiddleware
 from app.api.wire import MAX_BODY_BYTES
-from app.errors import handle_exception
+from app.errors import NotFound, handle_exception
 from app.resources import Resources
 from app.settings import Settings
 
@@ -95,9 +96,27 @@ class EdgeMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_headers)
+            if "//" in scope["path"]:  # an empty segment names nothing (§0.1: paths match exactly)
+                await _send_not_found(send_with_headers)
+            else:
+                await self.app(scope, receive, send_with_headers)
         finally:
             _log_request(scope, status, started, request_id)
+
+
+async def _send_not_found(send: Any) -> None:
+    body = msgspec.json.encode({"error": NotFound("Resource not found").body()})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 404,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def _log_request(scope: Any, status: int, started: float, request_id: str) -> None:

@@ -1093,7 +1093,11 @@ def _bench(args: argparse.Namespace, report: dict[str, Any], dsn: str, redis_url
         server.wait_ready()
         if args.worker:
             beside = bench_worker.Beside(
-                dsn=dsn, redis_url=redis_url, secret=secret, results_dir=RESULTS_DIR
+                dsn=dsn,
+                redis_url=redis_url,
+                secret=secret,
+                results_dir=RESULTS_DIR,
+                organization_id=seeded.organization_id,
             )
         plan["base_url"] = server.base_url
         for round_ in range(args.rounds):

@@ -10,7 +10,10 @@ aiosmtpd sink in this process, and measures what email delivery costs the bookin
 - commit -> confirmation email arrival, p50 and p99: the arrival time at the sink minus the
   booking's UUIDv7 timestamp (taken just before its insert, so it overstates by the insert's
   own few milliseconds);
-- that every booking of the phase got its two confirmations (invitee and host), none twice.
+- that every booking of the phase got its two confirmations (invitee and host), none twice;
+- commit -> webhook arrival, p50 and p99, at a local HTTP receiver subscribed to `*` (the
+  arrival minus the event's UUIDv7 timestamp, taken in the booking's statement), and that
+  every booking event of the phase arrived there.
 
 Rows left pending by the phases without the worker (and by pgbench's inserts) are set aside
 before each phase with it, so the worker's backlog is only what the phase books.
@@ -82,6 +85,73 @@ class Sink:
             self._controller = None
 
 
+@dataclass
+class Receiver:
+    """A webhook receiver on loopback: answers 204 and notes when each event arrived."""
+
+    arrivals: list[tuple[str, float]] = field(default_factory=list)  # event id, time
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: Any = None
+
+    def start(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a real receiver would
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                arrived = time.time()
+                with receiver._lock:
+                    receiver.arrivals.append((self.headers.get("webhook-id", ""), arrived))
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}/hooks"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+async def subscribe(dsn: str, secret: str, organization_id: str, url: str) -> None:
+    """A live webhook endpoint of the organization for every event, through the app's code."""
+    from app import ids, targets
+    from app.clock import utcnow
+    from app.db import create_pool
+    from app.domain import webhooks
+    from app.domain.api_keys import Principal
+
+    org = uuid.UUID(organization_id)  # the seed keeps the UUID
+    pool = await create_pool(dsn, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            await webhooks.create(
+                conn,
+                Principal(org, False, ids.new_uuid()),
+                webhooks.WebhookEndpointCreate(url=url, events=["*"]),
+                secret_key=secret,
+                policy=targets.Policy(allow_private=True),
+                now=utcnow(),
+            )
+    finally:
+        await pool.close()
+
+
 def _confirmation(content: bytes) -> str | None:
     """The booking id of a confirmation email (from its invite.ics UID); None for others."""
     import email
@@ -104,6 +174,7 @@ class Worker:
     def __init__(
         self, *, dsn: str, redis_url: str, secret: str, smtp_url: str, log_path: Path
     ) -> None:
+        # Webhooks go to the bench's receiver on loopback.
         # A queue of its own on a Redis that others may share.
         self.queue = f"astrocal:bench:{uuid.uuid4().hex[:8]}"
         env = os.environ | {
@@ -113,6 +184,7 @@ class Worker:
             "SMTP_URL": smtp_url,
             "PUBLIC_BASE_URL": "https://book.example.com",
             "JOB_QUEUE": self.queue,
+            "WEBHOOK_ALLOW_PRIVATE_TARGETS": "true",
             "LOG_LEVEL": "warning",
         }
         self.log_path = log_path
@@ -173,8 +245,10 @@ async def _due(dsn: str) -> int:
     try:
         return int(
             await conn.fetchval(
-                "select count(*) from outbox where processed_at is null and failed_at is null"
-                " and available_at <= now()"
+                "select (select count(*) from outbox where processed_at is null"
+                " and failed_at is null and available_at <= now())"
+                " + (select count(*) from webhook_deliveries where status = 'pending'"
+                " and next_retry_at <= now())"
             )
         )
     finally:
@@ -222,10 +296,27 @@ async def _expected(
     return expected, invitees
 
 
-def _uuid_seconds(booking_id: str) -> float:
+async def _events(dsn: str, since: float) -> set[str]:
+    """Every booking event the phase's changes wrote (each must reach the receiver)."""
     from app import ids
 
-    value = ids.decode("bk", booking_id)
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "select id from outbox where event_id is null and kind like 'booking.%'"
+            " and not is_test and result is distinct from 'set aside by the bench'"
+            " and created_at >= to_timestamp($1)",
+            since - 1,
+        )
+    finally:
+        await conn.close()
+    return {ids.encode("evn", r["id"]) for r in rows}
+
+
+def _uuid_seconds(public_id: str) -> float:
+    from app import ids
+
+    value = ids.decode(public_id.partition("_")[0], public_id)
     assert value is not None
     return (value.int >> 80) / 1000
 
@@ -240,10 +331,23 @@ class Beside:
     """The worker and its sink for a whole run: paused (SIGSTOP) but in the phases with it, so
     its start-up is not counted and it takes no CPU from the phases without it."""
 
-    def __init__(self, *, dsn: str, redis_url: str, secret: str, results_dir: Path) -> None:
+    def __init__(
+        self,
+        *,
+        dsn: str,
+        redis_url: str,
+        secret: str,
+        results_dir: Path,
+        organization_id: str | None = None,
+    ) -> None:
         self.dsn = dsn
         self.sink = Sink()
         self.sink.start()
+        self.receiver = Receiver()
+        self.receiver.start()
+        self.webhook_latencies: list[float] = []
+        if organization_id is not None:
+            asyncio.run(subscribe(dsn, secret, organization_id, self.receiver.url))
         self.worker = Worker(
             dsn=dsn,
             redis_url=redis_url,
@@ -301,8 +405,20 @@ class Beside:
             for booking, rcpt, at in arrivals
             if (booking, rcpt) in invitees
         ]
+        events = asyncio.run(_events(self.dsn, self._since))
+        with self.receiver._lock:
+            hooks = list(self.receiver.arrivals)
+            self.receiver.arrivals.clear()
+        arrived = Counter(event for event, _ in hooks)
+        self.webhook_latencies += [
+            (at - _uuid_seconds(event)) * 1000 for event, at in hooks if event in events
+        ]
         phase = {
             "bookings": bookings,
+            "webhook_events": len(events),
+            "webhook_missing": len(events - set(arrived)),
+            # At-least-once: a repeat is allowed, but counted.
+            "webhook_repeats": sum(n - 1 for n in arrived.values() if n > 1),
             "worker_cpu_s": round(cpu, 3),
             "drain_s": round(drained, 2),
             "expected": sum(expected.values()),
@@ -324,6 +440,15 @@ class Beside:
             "latency_p50_ms": _percentile(latencies, 0.50),
             "latency_p99_ms": _percentile(latencies, 0.99),
             "latency_max_ms": round(latencies[-1], 1) if latencies else None,
+            **self._webhook_latency(),
+        }
+
+    def _webhook_latency(self) -> dict[str, Any]:
+        latencies = sorted(self.webhook_latencies)
+        return {
+            "webhook_p50_ms": _percentile(latencies, 0.50),
+            "webhook_p99_ms": _percentile(latencies, 0.99),
+            "webhook_max_ms": round(latencies[-1], 1) if latencies else None,
         }
 
     def close(self) -> None:
@@ -331,6 +456,7 @@ class Beside:
             os.killpg(self.worker.process.pid, signal.SIGCONT)  # a stopped process ignores TERM
         self.worker.stop()
         self.sink.stop()
+        self.receiver.stop()
 
 
 def render(summary: dict[str, Any], bookings_per_s: float, ratio: float | None) -> list[str]:
@@ -346,6 +472,10 @@ def render(summary: dict[str, Any], bookings_per_s: float, ratio: float | None) 
         f"p99 {s['latency_p99_ms']} ms   max {s['latency_max_ms']} ms",
         f"  confirmations     expected {s['expected']}   received {s['received']}   "
         f"missing {s['missing']}   duplicates {s['duplicates']}",
+        f"  commit -> webhook at the receiver    p50 {s['webhook_p50_ms']} ms   "
+        f"p99 {s['webhook_p99_ms']} ms   max {s['webhook_max_ms']} ms",
+        f"  webhook events    {s['webhook_events']}   missing {s['webhook_missing']}   "
+        f"repeats {s['webhook_repeats']}",
     ]
 
 
@@ -355,4 +485,6 @@ def failures(summary: dict[str, Any]) -> list[str]:
         found.append(f"worker: {summary['missing']} confirmations never arrived")
     if summary["duplicates"]:
         found.append(f"worker: {summary['duplicates']} confirmations arrived twice")
+    if summary.get("webhook_missing"):
+        found.append(f"worker: {summary['webhook_missing']} webhook events never arrived")
     return found

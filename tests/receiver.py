@@ -60,6 +60,8 @@ class Receiver:
         body = b""
         while True:
             message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the sender died mid-request (and got no answer: it will try again)
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break

@@ -87,7 +87,7 @@ def test_bind_refuses_a_missing_or_a_stray_name() -> None:
     with pytest.raises(TypeError, match="has no parameter :is_tset"):
         bind("get_booking", {"booking_id": 7, "organization_id": None, "is_test": 1, "is_tset": 1})
     with pytest.raises(TypeError, match="has no named parameters"):
-        bind("outbox_lag", {})
+        bind("set_organization_limits", {})
 
 
 async def test_migrate_twice_is_a_no_op(pool: Pool) -> None:

@@ -6,6 +6,8 @@ by its own job over SMTP, and its completion is recorded against its outbox row.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from email.charset import QP, Charset
@@ -24,7 +26,7 @@ import jinja2
 import msgspec
 
 from app import ids
-from app.db import SQL, Connection
+from app.db import Connection, bind
 from app.domain import ics
 from app.settings import Settings
 from workers.outbox import Channel, Context, Effect, Permanent, Transient
@@ -73,12 +75,11 @@ _planned = msgspec.json.Decoder(Planned)
 # Plan -----------------------------------------------------------------------------------
 
 
-def _snapshot(event: Any) -> dict[str, Any] | None:
-    """The booking as the event recorded it, when its payload holds the API's snapshot."""
-    payload = event["payload"] or {}
-    if isinstance(payload.get("booking"), dict):
-        return dict(payload["booking"])
-    return dict(payload) if "start_time" in payload else None
+def _snapshot(event: Any) -> dict[str, Any]:
+    """The booking as the API answered it when the event happened (the event's `data`); a row
+    written before snapshots existed has none, and the booking is read as it is now."""
+    data = (event["payload"] or {}).get("data")
+    return dict(data) if isinstance(data, dict) else {}
 
 
 def _instant(value: Any) -> datetime:
@@ -89,11 +90,15 @@ async def _confirmed_before(conn: Connection, event: Any) -> bool:
     """Whether the booking was confirmed when this event happened (not a pending payment)."""
     return bool(
         await conn.fetchval(
-            SQL["earlier_event"],
-            event["booking_id"],
-            "booking.confirmed",
-            event["created_at"],
-            event["id"],
+            *bind(
+                "earlier_event",
+                {
+                    "booking_id": event["booking_id"],
+                    "kind": "booking.confirmed",
+                    "created_at": event["created_at"],
+                    "event_id": event["id"],
+                },
+            )
         )
     )
 
@@ -107,10 +112,10 @@ async def plan(conn: Connection, event: Any, now: datetime) -> list[Effect]:
         return []
     if kind != "booking.confirmed" and not await _confirmed_before(conn, event):
         return []
-    row = await conn.fetchrow(SQL["email_booking"], event["booking_id"])
+    row = await conn.fetchrow(*bind("email_booking", {"booking_id": event["booking_id"]}))
     if row is None:
         return []
-    snap = _snapshot(event) or {}
+    snap = _snapshot(event)
     start = _instant(snap.get("start_time", row["start_at"]))
     end = _instant(snap.get("end_time", row["end_at"]))
     count = int(snap.get("reschedule_count", row["reschedule_count"]))
@@ -226,7 +231,17 @@ def _reminders(
 async def _drop_reminders(conn: Connection, event: Any, now: datetime, why: str) -> None:
     """Pending reminders of earlier events no longer apply (they would be skipped anyway)."""
     await conn.execute(
-        SQL["drop_pending_effects"], event["booking_id"], KIND, "reminder", now, why, event["id"]
+        *bind(
+            "drop_pending_effects",
+            {
+                "booking_id": event["booking_id"],
+                "kind": KIND,
+                "template": "reminder",
+                "now": now,
+                "result": why,
+                "event_id": event["id"],
+            },
+        )
     )
 
 
@@ -238,7 +253,9 @@ async def _old_host(conn: Connection, previous: Any, row: Any) -> ics.Person | N
     if current.get("member_id") == previous["member_id"]:
         return None
     member_id = ids.decode("mem", previous["member_id"])
-    member = await conn.fetchrow(SQL["email_member"], member_id) if member_id else None
+    member = (
+        await conn.fetchrow(*bind("email_member", {"member_id": member_id})) if member_id else None
+    )
     email = (member["email"] if member else None) or previous.get("email")
     if not email:
         return None
@@ -423,22 +440,75 @@ def smtp_options(settings: Settings) -> dict[str, Any] | None:
     }
 
 
-async def _deliver(message: Message, sender: str, to: str, options: dict[str, Any]) -> None:
-    """Send, sorting failures: a 5xx refusal of the recipient or the message is permanent,
-    anything else (connection refused, timeouts, 4xx, authentication) is tried again."""
-    try:
-        await aiosmtplib.send(message, sender=sender, recipients=[to], **options)
-    except aiosmtplib.SMTPRecipientsRefused as exc:
-        if all(500 <= r.code < 600 for r in exc.recipients):
-            first = exc.recipients[0]
-            raise Permanent(f"recipient refused: {first.code} {first.message}") from exc
-        raise Transient(str(exc)) from exc
-    except (aiosmtplib.SMTPRecipientRefused, aiosmtplib.SMTPDataError) as exc:
-        if 500 <= exc.code < 600:
-            raise Permanent(f"{exc.code} {exc.message}") from exc
-        raise Transient(f"{exc.code} {exc.message}") from exc
-    except (aiosmtplib.SMTPException, OSError) as exc:
-        raise Transient(f"{type(exc).__name__}: {exc}") from exc
+class Mailer:
+    """SMTP connections kept open between messages, so a message costs MAIL, RCPT and DATA
+    rather than a connection, EHLO, STARTTLS and login each: at most SESSIONS at once, each
+    dropped after IDLE_SECONDS unused (servers close idle sessions)."""
+
+    SESSIONS = 8
+    IDLE_SECONDS = 20.0
+
+    def __init__(self) -> None:
+        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
+        self._slots = asyncio.Semaphore(self.SESSIONS)
+
+    def _take(self) -> aiosmtplib.SMTP | None:
+        while self._idle:
+            client, since = self._idle.pop()
+            if client.is_connected and time.monotonic() - since < self.IDLE_SECONDS:
+                return client
+            client.close()
+        return None
+
+    async def send(self, message: Message, sender: str, to: str, options: dict[str, Any]) -> None:
+        """Send, sorting failures: a 5xx refusal of the recipient or the message is permanent,
+        anything else (connection refused, timeouts, 4xx, authentication) is tried again."""
+        async with self._slots:
+            reused = self._take()
+            client = reused or aiosmtplib.SMTP(**options)
+            try:
+                try:
+                    if reused is None:
+                        await client.connect()
+                    await client.send_message(message, sender=sender, recipients=[to])
+                except aiosmtplib.SMTPServerDisconnected:
+                    if reused is None:
+                        raise
+                    # The server dropped the kept session: once more on a new one.
+                    client.close()
+                    client = aiosmtplib.SMTP(**options)
+                    await client.connect()
+                    await client.send_message(message, sender=sender, recipients=[to])
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                client.close()
+                if all(500 <= r.code < 600 for r in exc.recipients):
+                    first = exc.recipients[0]
+                    raise Permanent(f"recipient refused: {first.code} {first.message}") from exc
+                raise Transient(str(exc)) from exc
+            except (aiosmtplib.SMTPRecipientRefused, aiosmtplib.SMTPDataError) as exc:
+                client.close()
+                if 500 <= exc.code < 600:
+                    raise Permanent(f"{exc.code} {exc.message}") from exc
+                raise Transient(f"{exc.code} {exc.message}") from exc
+            except (aiosmtplib.SMTPException, OSError) as exc:
+                client.close()
+                raise Transient(f"{type(exc).__name__}: {exc}") from exc
+            except BaseException:
+                client.close()
+                raise
+            self._keep(client)
+
+    def _keep(self, client: aiosmtplib.SMTP) -> None:
+        if client.is_connected:
+            self._idle.append((client, time.monotonic()))
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for client, _ in idle:
+            try:
+                await client.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                client.close()
 
 
 async def send_booking_email(ctx: Context, row: Any, now: datetime) -> str:
@@ -452,7 +522,7 @@ async def send_booking_email(ctx: Context, row: Any, now: datetime) -> str:
     """
     planned = _planned.decode(msgspec.json.encode(row["payload"]))
     async with ctx.pool.acquire() as conn:
-        booking = await conn.fetchrow(SQL["email_booking"], row["booking_id"])
+        booking = await conn.fetchrow(*bind("email_booking", {"booking_id": row["booking_id"]}))
     if booking is None:
         return "skipped: booking not found"
     if booking["is_test"]:
@@ -477,7 +547,10 @@ async def send_booking_email(ctx: Context, row: Any, now: datetime) -> str:
         # The outbox logs this result as the job's one line: recipient and subject, never the
         # links (they carry the cancel token).
         return f"not sent, SMTP not configured: to {planned.to.email}: {subject(message)}"
-    await _deliver(message, parseaddr(ctx.settings.email_from)[1], planned.to.email, options)
+    mailer = ctx.extra.get("mailer")
+    if not isinstance(mailer, Mailer):  # a Context made without one (tests of the outbox)
+        mailer = ctx.extra.setdefault("mailer", Mailer())
+    await mailer.send(message, parseaddr(ctx.settings.email_from)[1], planned.to.email, options)
     return f"sent to {planned.to.email}"
 
 

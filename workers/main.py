@@ -14,6 +14,7 @@ from app import targets
 from app.clock import utcnow
 from app.db import SQL, Pool, create_pool
 from app.settings import Settings
+from workers import emails
 from workers.channels import CHANNELS
 from workers.outbox import (
     JOB_TIMEOUT_SECONDS,
@@ -52,13 +53,20 @@ def create(
         own = pool or await create_pool(settings.database_url, max_size=10)
         # The webhook client: shared by every delivery, limits and no redirects (app/targets.py).
         http = targets.client(timeout_seconds=settings.webhook_timeout_seconds)
+        # The email channel's SMTP sessions, kept open between messages.
+        mailer = emails.Mailer()
         ctx["context"] = Context(
-            pool=own, settings=settings, queue=ctx["redis"], clock=clock, extra={"http": http}
+            pool=own,
+            settings=settings,
+            queue=ctx["redis"],
+            clock=clock,
+            extra={"http": http, "mailer": mailer},
         )
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         if "context" in ctx:  # startup may have failed to connect
             await ctx["context"].extra["http"].aclose()
+            await ctx["context"].extra["mailer"].close()
         if pool is None and "context" in ctx:
             await ctx["context"].pool.close()
 

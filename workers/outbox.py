@@ -30,7 +30,7 @@ from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_pre
 
 from app import ids
 from app.clock import utcnow
-from app.db import SQL, Connection, Pool
+from app.db import Connection, Pool, bind
 from app.settings import Settings
 
 log = logging.getLogger("astrocal.worker")
@@ -98,34 +98,43 @@ class Channel:
     jitter: float = 0.0  # e.g. 0.1 for +-10 %
 
 
-def job_id(outbox_id: UUID, attempts: int) -> str:
+def public_id(outbox_id: UUID, *, event: bool) -> str:
+    """An outbox row as log lines show it: an event is `evn_...` (the id its webhooks carry),
+    an effect `eff_...`."""
+    return ids.encode("evn" if event else "eff", outbox_id)
+
+
+def job_id(outbox_id: UUID, attempts: int, *, event: bool) -> str:
     """Deterministic per attempt: enqueueing the same attempt twice is a no-op, and the next
-    attempt's job is not mistaken for the last one's (arq keeps results an hour)."""
-    return f"outbox:{outbox_id}:{attempts}"
+    attempt's job is not mistaken for the last one's. arq shows it in its own log lines."""
+    return f"outbox:{public_id(outbox_id, event=event)}:{attempts}"
 
 
 def label(row: Any) -> str:
     """A row in log lines, with the API's prefixed ids."""
     booking = f" {ids.encode('bk', row['booking_id'])}" if row["booking_id"] else ""
     if row["event_id"] is None:
-        return f"{row['kind']} {ids.encode('evn', row['id'])}{booking}"
-    return f"{row['kind']} for {ids.encode('evn', row['event_id'])}{booking}"
+        return f"{row['kind']} {public_id(row['id'], event=True)}{booking}"
+    effect = public_id(row["id"], event=False)
+    return f"{row['kind']} {effect} for {public_id(row['event_id'], event=True)}{booking}"
 
 
 def _context(row: Any) -> dict[str, Any]:
     return {"request_id": row["request_id"]}
 
 
-async def enqueue(queue: ArqRedis, queue_name: str, rows: Sequence[tuple[UUID, int]]) -> list[UUID]:
-    """Enqueue one job per (id, attempts); returns the ids that could not be enqueued."""
+async def enqueue(
+    queue: ArqRedis, queue_name: str, rows: Sequence[tuple[UUID, int, bool]]
+) -> list[UUID]:
+    """Enqueue one job per (id, attempts, is an event); returns the ids not enqueued."""
     failed = []
-    for outbox_id, attempts in rows:
+    for outbox_id, attempts, event in rows:
         try:
             await queue.enqueue_job(
                 JOB,
-                str(outbox_id),
+                public_id(outbox_id, event=event),
                 attempts,
-                _job_id=job_id(outbox_id, attempts),
+                _job_id=job_id(outbox_id, attempts, event=event),
                 _queue_name=queue_name,
             )
         except Exception:  # Redis down: leave the row for the next sweep
@@ -134,14 +143,14 @@ async def enqueue(queue: ArqRedis, queue_name: str, rows: Sequence[tuple[UUID, i
     return failed
 
 
-async def _unstick(queue: ArqRedis, outbox_id: UUID, attempts: int) -> None:
+async def _unstick(queue: ArqRedis, outbox_id: UUID, attempts: int, *, event: bool) -> None:
     """Forget what Redis still holds of a lost row's job, so that it is enqueued afresh: it
     may sit marked in progress by a worker that died, under the attempt it was dispatched for
     or the one it had started, or linger as a job or result without a place in the queue.
     Nothing runs it meanwhile: a job outlives its timeout by far less than a re-dispatch."""
     keys = []
     for n in {attempts, max(attempts - 1, 0)}:
-        name = job_id(outbox_id, n)
+        name = job_id(outbox_id, n, event=event)
         keys += [in_progress_key_prefix + name, result_key_prefix + name, job_key_prefix + name]
     await queue.delete(*keys)
 
@@ -150,18 +159,23 @@ async def dispatch_due(pool: Pool, queue: ArqRedis, *, queue_name: str, now: dat
     """Claim due rows and enqueue their jobs; rows that fail to enqueue are released."""
     async with pool.acquire() as conn:
         rows = await conn.fetch(
-            SQL["claim_due_outbox"], now, DISPATCH_BATCH, REDISPATCH_AFTER_SECONDS
+            *bind(
+                "claim_due_outbox",
+                {"now": now, "batch": DISPATCH_BATCH, "lost_after": REDISPATCH_AFTER_SECONDS},
+            )
         )
     for row in rows:
         if row["again"]:
             try:
-                await _unstick(queue, row["id"], row["attempts"])
+                await _unstick(queue, row["id"], row["attempts"], event=row["is_event"])
             except Exception:
                 log.warning("could not clear the stale job of %s", row["id"], exc_info=True)
-    failed = await enqueue(queue, queue_name, [(r["id"], r["attempts"]) for r in rows])
+    failed = await enqueue(
+        queue, queue_name, [(r["id"], r["attempts"], r["is_event"]) for r in rows]
+    )
     if failed:
         async with pool.acquire() as conn:
-            await conn.execute(SQL["undispatch_outbox"], failed)
+            await conn.execute(*bind("undispatch_outbox", {"ids": failed}))
     return len(rows) - len(failed)
 
 
@@ -187,7 +201,9 @@ async def process(
 ) -> str:
     """Run one row (an event's fan-out or an effect) unless it is done or has moved on."""
     async with ctx.pool.acquire() as conn:
-        row = await conn.fetchrow(SQL["start_effect_attempt"], outbox_id, attempts)
+        row = await conn.fetchrow(
+            *bind("start_effect_attempt", {"outbox_id": outbox_id, "attempts": attempts})
+        )
     if row is None:  # an event, or done, failed, or another job has this attempt
         # Outside the block above: a job holding one pooled connection while it waits for a
         # second deadlocks the worker once as many jobs run as the pool has connections.
@@ -197,14 +213,18 @@ async def process(
         error = f"no channel for outbox kind {row['kind']}"
         log.error("%s: %s", label(row), error, extra=_context(row))
         async with ctx.pool.acquire() as conn:
-            await conn.execute(SQL["fail_outbox"], outbox_id, now, error)
+            await conn.execute(
+                *bind("fail_outbox", {"outbox_id": outbox_id, "now": now, "error": error})
+            )
         return "failed"
     try:
         result = await channel.run(ctx, row, now)
     except Exception as exc:
         return await _failed(ctx, row, exc, now, channel.retry_seconds, channel.jitter)
     async with ctx.pool.acquire() as conn:
-        await conn.execute(SQL["finish_outbox"], outbox_id, now, result)
+        await conn.execute(
+            *bind("finish_outbox", {"outbox_id": outbox_id, "now": now, "result": result})
+        )
     log.info("%s: %s", label(row), result, extra=_context(row))
     return result
 
@@ -221,9 +241,16 @@ async def _failed(
     again = None if isinstance(exc, Permanent) else retry_at(schedule, row["attempts"], now, jitter)
     async with ctx.pool.acquire() as conn:
         if again is None:
-            await conn.execute(SQL["fail_outbox"], row["id"], now, error)
+            await conn.execute(
+                *bind("fail_outbox", {"outbox_id": row["id"], "now": now, "error": error})
+            )
         else:
-            await conn.execute(SQL["retry_outbox"], row["id"], again, error)
+            await conn.execute(
+                *bind(
+                    "retry_outbox",
+                    {"outbox_id": row["id"], "available_at": again, "error": error},
+                )
+            )
     if again is None:
         log.error(
             "%s failed after %d attempts: %s", label(row), row["attempts"], error,
@@ -245,28 +272,38 @@ async def _fan_out(
     enqueue the effects due now (the sweep would find them within a second anyway)."""
     try:
         async with ctx.pool.acquire() as conn, conn.transaction():
-            event = await conn.fetchrow(SQL["start_event_attempt"], event_id, attempts)
+            event = await conn.fetchrow(
+                *bind("start_event_attempt", {"outbox_id": event_id, "attempts": attempts})
+            )
             if event is None:  # done, failed, or another job has this attempt
                 return "skipped"
             effects: list[Effect] = []
             for channel in channels:
                 effects += await channel.plan(conn, event, now)
             inserted = await conn.fetch(
-                SQL["insert_effects"],
-                event_id,
-                now,
-                [e.kind for e in effects],
-                [e.target for e in effects],
-                [e.payload for e in effects],
-                [e.available_at or now for e in effects],
-                [ids.new_uuid() for _ in effects],
+                *bind(
+                    "insert_effects",
+                    {
+                        "event_id": event_id,
+                        "now": now,
+                        "kinds": [e.kind for e in effects],
+                        "targets": [e.target for e in effects],
+                        "payloads": [e.payload for e in effects],
+                        "available_ats": [e.available_at or now for e in effects],
+                        "ids": [ids.new_uuid() for _ in effects],
+                    },
+                )
             )
             result = f"{len(effects)} effects"
-            await conn.execute(SQL["finish_outbox"], event_id, now, result)
+            await conn.execute(
+                *bind("finish_outbox", {"outbox_id": event_id, "now": now, "result": result})
+            )
     except Exception as exc:
         # The transaction took the attempt back with it: count it now, then schedule the retry.
         async with ctx.pool.acquire() as conn:
-            row = await conn.fetchrow(SQL["start_event_attempt"], event_id, attempts)
+            row = await conn.fetchrow(
+                *bind("start_event_attempt", {"outbox_id": event_id, "attempts": attempts})
+            )
         if row is None:  # another job has this attempt
             raise
         return await _failed(ctx, row, exc, now, EVENT_RETRY_SECONDS, 0.0)
@@ -277,10 +314,12 @@ async def _fan_out(
     # marked dispatched: if this worker dies, the sweep dispatches them again.
     inline, queued = due[:INLINE_EFFECTS], due[INLINE_EFFECTS:]
     if queued and ctx.queue is not None:
-        failed = await enqueue(ctx.queue, ctx.settings.job_queue, queued)
+        failed = await enqueue(
+            ctx.queue, ctx.settings.job_queue, [(i, n, False) for i, n in queued]
+        )
         if failed:
             async with ctx.pool.acquire() as conn:
-                await conn.execute(SQL["undispatch_outbox"], failed)
+                await conn.execute(*bind("undispatch_outbox", {"ids": failed}))
     outcomes = await asyncio.gather(
         *(process(ctx, i, attempts=n, now=now, channels=channels) for i, n in inline),
         return_exceptions=True,
@@ -288,16 +327,23 @@ async def _fan_out(
     for (effect_id, _), outcome in zip(inline, outcomes, strict=True):
         if isinstance(outcome, BaseException):  # the database failed: the sweep retries it
             log.error(
-                "effect %s of %s: %r", effect_id, label(event), outcome, extra=_context(event)
+                "%s of %s: %r",
+                public_id(effect_id, event=False),
+                label(event),
+                outcome,
+                extra=_context(event),
             )
     return result
 
 
 async def process_outbox(ctx: dict[str, Any], outbox_id: str, attempts: int) -> str:
-    """arq job: one outbox row, for the attempt it was dispatched for."""
+    """arq job: one outbox row (`evn_...` or `eff_...`), for the attempt it was dispatched for."""
     context: Context = ctx["context"]
+    row_id = ids.decode(outbox_id.partition("_")[0], outbox_id)
+    if row_id is None:
+        raise ValueError(f"not an outbox row id: {outbox_id}")
     return await process(
-        context, UUID(outbox_id), attempts=attempts, now=context.clock(), channels=ctx["channels"]
+        context, row_id, attempts=attempts, now=context.clock(), channels=ctx["channels"]
     )
 
 

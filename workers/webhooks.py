@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -24,11 +25,14 @@ RETRY_SECONDS = (30, 120, 600, 1800, 3600, 10800, 21600, 43200, 86400, 86400)
 JITTER = 0.10
 # At most this many attempts run at once per endpoint: a slow or dead receiver holds its own
 # slots, never the others'.
-IN_FLIGHT_PER_ENDPOINT = 4
+IN_FLIGHT_PER_ENDPOINT = 8
 # A dispatched attempt not recorded after this long lost its job (worker killed, Redis
 # flushed) and is dispatched again. Well above WEBHOOK_TIMEOUT_SECONDS.
 LOST_AFTER_SECONDS = 120
 DISPATCH_BATCH = 500
+# A job whose attempt is done takes its endpoint's next due delivery itself, for this long at
+# most (then the sweep carries on): far below the job timeout and LOST_AFTER_SECONDS.
+SLOT_SECONDS = 30.0
 
 
 def retry_at(attempts_done: int, now: datetime) -> datetime | None:
@@ -113,6 +117,12 @@ async def deliver(
     if row is None:
         return "gone"  # its endpoint was deleted
     if row["status"] != "pending" or not row["active"]:
+        # Done meanwhile, or its endpoint was switched off: free the slot (a paused delivery
+        # is claimed again once the endpoint is active).
+        async with pool.acquire() as conn:
+            await conn.execute(
+                *bind("undispatch_webhook_deliveries", {"delivery_ids": [row["id"]]})
+            )
         return "skipped"
     outcome = await webhooks.send(
         http,
@@ -138,16 +148,46 @@ async def deliver(
     return result
 
 
+async def deliver_slot(
+    pool: Pool,
+    http: httpx.AsyncClient,
+    delivery_id: UUID,
+    *,
+    settings: Settings,
+    clock: Callable[[], datetime],
+    seconds: float = SLOT_SECONDS,
+) -> int:
+    """One of an endpoint's slots: this delivery's attempt, then the endpoint's next due ones
+    in turn for up to `seconds`, without waiting for the sweep. Returns the attempts made."""
+    started = time.monotonic()
+    current: UUID | None = delivery_id
+    made = 0
+    while current is not None:
+        await deliver(pool, http, current, settings=settings, now=clock())
+        made += 1
+        if time.monotonic() - started >= seconds:
+            break
+        async with pool.acquire() as conn:
+            current = await conn.fetchval(
+                *bind(
+                    "claim_next_webhook_delivery",
+                    {"after_id": current, "now": clock(), "lost_after": LOST_AFTER_SECONDS},
+                )
+            )
+    return made
+
+
 async def deliver_webhook(ctx: dict[str, Any], delivery_id: str) -> str:
-    """arq job: one attempt of one delivery."""
+    """arq job: one attempt of one delivery, then its endpoint's next due ones (a slot)."""
     context: outbox.Context = ctx["context"]
-    return await deliver(
+    made = await deliver_slot(
         context.pool,
         context.extra["http"],
         UUID(delivery_id),
         settings=context.settings,
-        now=context.clock(),
+        clock=context.clock,
     )
+    return f"{made} attempts"
 
 
 async def dispatch_webhooks(ctx: dict[str, Any]) -> int:

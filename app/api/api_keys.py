@@ -6,10 +6,10 @@ from typing import Any
 
 from litestar import Request, Response, delete, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, RawBody
+from litestar.params import FromPath, RawBody
 
-from app.api.openapi import PAGINATION, doc
-from app.api.wire import Page, created, cursor_id, decode_body, limit_param, path_id
+from app.api.openapi import doc
+from app.api.wire import Page, Pagination, created, cursor_id, decode_body, decode_query, path_id
 from app.clock import utcnow
 from app.domain import api_keys
 from app.domain.api_keys import ApiKey, ApiKeyCreate, ApiKeyCreated, Principal
@@ -17,9 +17,7 @@ from app.resources import Resources
 from app.settings import Settings
 
 
-@post(
-    "/v1/api-keys", opt=doc("key", ApiKeyCreated, status=201, request=ApiKeyCreate, errors=(403,))
-)
+@post("/v1/api-keys", opt=doc("key", request=ApiKeyCreate, errors=(403,)))
 async def create_api_key(
     request: Request[Any, Any, Any],
     body: RawBody,
@@ -37,22 +35,21 @@ async def create_api_key(
     return created(made, f"/v1/api-keys/{made.id}")
 
 
-@get("/v1/api-keys", opt=doc("key", Page[ApiKey], query=PAGINATION))
+@get("/v1/api-keys", opt=doc("key", query=Pagination))
 async def list_api_keys(
+    request: Request[Any, Any, Any],
     key: NamedDependency[Principal],
     resources: NamedDependency[Resources],
-    limit: FromQuery[str | None] = None,
-    starting_after: FromQuery[str | None] = None,
 ) -> Page[ApiKey]:
     """List API keys, revoked ones included. Test keys see only test keys."""
-    size = limit_param(limit)
-    after = cursor_id("key", starting_after, "API key")
+    query = decode_query(request.query_params, Pagination)
+    after = cursor_id("key", query.starting_after, "API key")
     async with resources.pool.acquire() as conn:
-        data, more = await api_keys.list_keys(conn, key, after=after, limit=size)
+        data, more = await api_keys.list_keys(conn, key, after=after, limit=query.limit)
     return Page(data, more)
 
 
-@delete("/v1/api-keys/{key_id:str}", opt=doc("key", status=204))
+@delete("/v1/api-keys/{key_id:str}", opt=doc("key"))
 async def revoke_api_key(
     key_id: FromPath[str],
     key: NamedDependency[Principal],

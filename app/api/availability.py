@@ -6,15 +6,14 @@ from typing import Any
 
 from litestar import Request, get, put
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, RawBody
+from litestar.params import FromPath, RawBody
 
-from app.api.openapi import Query, doc
-from app.api.wire import decode_body, path_id, query_date, query_int
+from app.api.openapi import doc
+from app.api.wire import decode_body, decode_query, path_id
 from app.clock import utcnow
 from app.domain import availability, schedule
 from app.domain.api_keys import Principal
 from app.domain.availability import AvailabilityRules, DateOverrides, OverridesPut, RulesPut
-from app.errors import ValidationFailed
 from app.resources import Resources
 
 _RULES = "/v1/event-types/{event_type_id:str}/availability"
@@ -25,7 +24,7 @@ def _id(value: str) -> Any:
     return path_id("evt", value, "Event type")
 
 
-@get(_RULES, opt=doc("key", AvailabilityRules))
+@get(_RULES, opt=doc("key"))
 async def get_rules(
     event_type_id: FromPath[str],
     key: NamedDependency[Principal],
@@ -36,7 +35,7 @@ async def get_rules(
         return await availability.get_rules(conn, key, _id(event_type_id))
 
 
-@put(_RULES, opt=doc("key", AvailabilityRules, request=RulesPut))
+@put(_RULES, opt=doc("key", request=RulesPut))
 async def put_rules(
     request: Request[Any, Any, Any],
     event_type_id: FromPath[str],
@@ -51,7 +50,7 @@ async def put_rules(
         return await availability.put_rules(conn, key, target, data, now=utcnow())
 
 
-@get(_OVERRIDES, opt=doc("key", DateOverrides))
+@get(_OVERRIDES, opt=doc("key"))
 async def get_overrides(
     event_type_id: FromPath[str],
     key: NamedDependency[Principal],
@@ -62,7 +61,7 @@ async def get_overrides(
         return await availability.get_overrides(conn, key, _id(event_type_id))
 
 
-@put(_OVERRIDES, opt=doc("key", DateOverrides, request=OverridesPut))
+@put(_OVERRIDES, opt=doc("key", request=OverridesPut))
 async def put_overrides(
     request: Request[Any, Any, Any],
     event_type_id: FromPath[str],
@@ -77,46 +76,14 @@ async def put_overrides(
         return await availability.put_overrides(conn, key, target, data)
 
 
-@get(
-    "/v1/availability",
-    opt=doc(
-        "public",
-        schedule.Availability,
-        errors=(400, 404),
-        query=(
-            Query("event_type_id", str, "The event type", required=True),
-            Query("start", str, "First local date (YYYY-MM-DD) in `timezone`", required=True),
-            Query("end", str, "Last local date, inclusive; at most 30 days", required=True),
-            Query("timezone", str, "IANA zone of start/end (default UTC)"),
-            Query("duration", int, "Minutes: duration_minutes or one of duration_options"),
-        ),
-    ),
-)
+@get("/v1/availability", opt=doc("public", errors=(400, 404), query=schedule.AvailabilityQuery))
 async def search_slots(
+    request: Request[Any, Any, Any],
     caller: NamedDependency[Principal | None],
     resources: NamedDependency[Resources],
-    event_type_id: FromQuery[str | None] = None,
-    start: FromQuery[str | None] = None,
-    end: FromQuery[str | None] = None,
-    timezone: FromQuery[str | None] = None,
-    duration: FromQuery[str | None] = None,
 ) -> schedule.Availability:
     """Open slots of an event type between two local dates, in UTC, sorted."""
-    if event_type_id is None:
-        raise ValidationFailed.field("event_type_id", "Required")
-    first = query_date("start", start)
-    last = query_date("end", end)
-    if first is None:
-        raise ValidationFailed.field("start", "Required")
-    if last is None:
-        raise ValidationFailed.field("end", "Required")
-    query = schedule.AvailabilityQuery(
-        event_type_id=event_type_id,
-        start=first,
-        end=last,
-        timezone=timezone or "UTC",
-        duration=query_int("duration", duration, low=1, high=1440),
-    )
+    query = decode_query(request.query_params, schedule.AvailabilityQuery)
     async with resources.pool.acquire() as conn:
         return await schedule.search(conn, resources.definitions, caller, query, now=utcnow())
 

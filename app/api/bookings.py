@@ -3,34 +3,41 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
-from typing import Any, cast, get_args
+from typing import Annotated, Any
 
+import msgspec
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, RawBody
+from litestar.params import FromPath, RawBody
+from msgspec import Meta
 
-from app.api.openapi import PAGINATION, Query, doc
+from app.api.openapi import doc
 from app.api.wire import (
     Page,
+    Pagination,
     created,
     cursor_id,
     decode_body,
+    decode_query,
     filter_id,
-    limit_param,
     path_id,
-    query_choice,
     query_date,
     query_instant,
 )
 from app.clock import utcnow
 from app.domain import bookings
 from app.domain.api_keys import Principal
-from app.domain.bookings import Booking, BookingCreate, CancelRequest, RescheduleRequest
+from app.domain.bookings import Booking, BookingCreateBody, CancelRequest, RescheduleRequest
+from app.domain.emails import EmailAddress, normalize_email
 from app.errors import ValidationFailed
 from app.resources import Resources
 from app.settings import Settings
 
-_TOKEN = Query("token", str, "The booking's cancel token (instead of an API key)")
+
+class TokenQuery(msgspec.Struct, frozen=True, kw_only=True):
+    token: (
+        Annotated[str, Meta(description="The booking's cancel token (instead of a key)")] | None
+    ) = None
 
 
 def _id(value: str) -> Any:
@@ -49,7 +56,7 @@ def _request_id(request: Request[Any, Any, Any]) -> str | None:
 
 @post(
     "/v1/bookings",
-    opt=doc("public", Booking, status=201, request=BookingCreate, errors=(400, 404, 409)),
+    opt=doc("public", request=BookingCreateBody, errors=(400, 404, 409)),
 )
 async def create_booking(
     request: Request[Any, Any, Any],
@@ -64,7 +71,7 @@ async def create_booking(
     includes the booking's `cancel_token`, the invitee's credential for cancel and reschedule.
     """
     now = utcnow()
-    data = decode_body(body, request.headers.get("content-type"), BookingCreate)
+    data = decode_body(body, request.headers.get("content-type"), BookingCreateBody)
     async with resources.pool.acquire() as conn:
         booking = await bookings.create(
             conn,
@@ -79,78 +86,78 @@ async def create_booking(
     return created(booking, f"/v1/bookings/{booking.id}")
 
 
+# A date means that UTC day (its start, or for `end_date` its end); a timestamp is exact.
+DateOrInstant = Annotated[
+    str,
+    Meta(
+        description="A date (YYYY-MM-DD, that UTC day) or an RFC 3339 timestamp",
+        extra_json_schema={"anyOf": [{"format": "date"}, {"format": "date-time"}]},
+    ),
+]
+
+
+class BookingListQuery(Pagination, frozen=True, kw_only=True):
+    event_type_id: Annotated[str, Meta(description="Filter by event type")] | None = None
+    status: Annotated[bookings.Status, Meta(description="Filter by status")] | None = None
+    start_date: DateOrInstant | None = None
+    end_date: DateOrInstant | None = None
+    assigned_host_id: Annotated[str, Meta(description="Member id of the host")] | None = None
+    invitee_email: (
+        Annotated[EmailAddress, Meta(description="Any attendee's email, case-insensitive")] | None
+    ) = None
+    updated_since: (
+        Annotated[datetime, Meta(tz=True, description="updated_at >= this timestamp")] | None
+    ) = None
+
+
 def _date_bound(name: str, value: str | None, *, end: bool) -> Any:
-    """A date means that UTC day (its start, or for `end_date` its end); a timestamp is exact."""
     if value is None:
         return None
     if len(value) == 10:
-        day = query_date(name, value)
-        assert day is not None  # noqa: S101 - value is not None
-        bound = datetime.combine(day, time(0), tzinfo=UTC)
+        bound = datetime.combine(query_date(name, value), time(0), tzinfo=UTC)
         return bound + timedelta(days=1, microseconds=-1) if end else bound
     return query_instant(name, value)
 
 
-@get(
-    "/v1/bookings",
-    opt=doc(
-        "key",
-        Page[Booking],
-        query=(
-            Query("event_type_id", str, "Filter by event type"),
-            Query("status", str, "pending_payment, confirmed or cancelled"),
-            Query("start_date", str, "start_time >= this (a date: that UTC day's 00:00)"),
-            Query("end_date", str, "start_time <= this (a date: that whole UTC day)"),
-            Query("assigned_host_id", str, "Member id of the booking's host"),
-            Query("invitee_email", str, "Any attendee's email, case-insensitive"),
-            Query("updated_since", str, "updated_at >= this timestamp"),
-            *PAGINATION,
-        ),
-    ),
-)
+@get("/v1/bookings", opt=doc("key", query=BookingListQuery))
 async def list_bookings(
+    request: Request[Any, Any, Any],
     key: NamedDependency[Principal],
     resources: NamedDependency[Resources],
-    event_type_id: FromQuery[str | None] = None,
-    status: FromQuery[str | None] = None,
-    start_date: FromQuery[str | None] = None,
-    end_date: FromQuery[str | None] = None,
-    assigned_host_id: FromQuery[str | None] = None,
-    invitee_email: FromQuery[str | None] = None,
-    updated_since: FromQuery[str | None] = None,
-    limit: FromQuery[str | None] = None,
-    starting_after: FromQuery[str | None] = None,
 ) -> Page[Booking]:
     """List bookings by start time (then id), with filters and keyset pagination."""
-    state = query_choice("status", status, get_args(bookings.Status))
-    low = _date_bound("start_date", start_date, end=False)
-    high = _date_bound("end_date", end_date, end=True)
+    query = decode_query(request.query_params, BookingListQuery)
+    low = _date_bound("start_date", query.start_date, end=False)
+    high = _date_bound("end_date", query.end_date, end=True)
     if low is not None and high is not None and high < low:
         raise ValidationFailed.field("end_date", "Must not be before start_date")
+    email = query.invitee_email
     filters = bookings.Filters(
-        event_type_id=filter_id("evt", event_type_id),
-        status=cast("bookings.Status | None", state),  # one of Status, checked above
+        event_type_id=filter_id("evt", query.event_type_id),
+        status=query.status,
         start_from=low,
         start_to=high,
-        host_id=filter_id("mem", assigned_host_id),
-        invitee_email=invitee_email,
-        updated_since=query_instant("updated_since", updated_since),
+        host_id=filter_id("mem", query.assigned_host_id),
+        invitee_email=None if email is None else normalize_email(email, field="invitee_email"),
+        updated_since=query.updated_since,
     )
-    size = limit_param(limit)
-    after = cursor_id("bk", starting_after, "Booking")
+    after = cursor_id("bk", query.starting_after, "Booking")
     async with resources.pool.acquire() as conn:
-        data, more = await bookings.list_bookings(conn, key, filters, after=after, limit=size)
+        data, more = await bookings.list_bookings(
+            conn, key, filters, after=after, limit=query.limit
+        )
     return Page(data, more)
 
 
-@get("/v1/bookings/{booking_id:str}", opt=doc("key/token", Booking, query=(_TOKEN,)))
+@get("/v1/bookings/{booking_id:str}", opt=doc("key/token", query=TokenQuery))
 async def get_booking(
+    request: Request[Any, Any, Any],
     booking_id: FromPath[str],
     caller: NamedDependency[Principal | None],
     resources: NamedDependency[Resources],
-    token: FromQuery[str | None] = None,
 ) -> Booking:
     """Get a booking, with an API key or the booking's cancel token."""
+    token = decode_query(request.query_params, TokenQuery).token
     async with resources.pool.acquire() as conn:
         row = await bookings.authorize(conn, _id(booking_id), caller=caller, token=token)
     return bookings.booking_from_row(row)
@@ -159,7 +166,7 @@ async def get_booking(
 @post(
     "/v1/bookings/{booking_id:str}/cancel",
     status_code=200,
-    opt=doc("token/key", Booking, request=CancelRequest, query=(_TOKEN,)),
+    opt=doc("token/key", request=CancelRequest, query=TokenQuery),
 )
 async def cancel_booking(
     request: Request[Any, Any, Any],
@@ -168,9 +175,9 @@ async def cancel_booking(
     caller: NamedDependency[Principal | None],
     resources: NamedDependency[Resources],
     settings: NamedDependency[Settings],
-    token: FromQuery[str | None] = None,
 ) -> Booking:
     """Cancel a booking. Cancelling a cancelled booking returns it unchanged."""
+    token = decode_query(request.query_params, TokenQuery).token
     async with resources.pool.acquire() as conn:
         row = await bookings.authorize(conn, _id(booking_id), caller=caller, token=token)
         data = decode_body(body, request.headers.get("content-type"), CancelRequest)
@@ -188,7 +195,7 @@ async def cancel_booking(
 @post(
     "/v1/bookings/{booking_id:str}/reschedule",
     status_code=200,
-    opt=doc("token/key", Booking, request=RescheduleRequest, query=(_TOKEN,), errors=(409,)),
+    opt=doc("token/key", request=RescheduleRequest, query=TokenQuery, errors=(409,)),
 )
 async def reschedule_booking(
     request: Request[Any, Any, Any],
@@ -197,9 +204,9 @@ async def reschedule_booking(
     caller: NamedDependency[Principal | None],
     resources: NamedDependency[Resources],
     settings: NamedDependency[Settings],
-    token: FromQuery[str | None] = None,
 ) -> Booking:
     """Move a booking to another offered start; its id, token and duration stay the same."""
+    token = decode_query(request.query_params, TokenQuery).token
     async with resources.pool.acquire() as conn:
         row = await bookings.authorize(conn, _id(booking_id), caller=caller, token=token)
         data = decode_body(body, request.headers.get("content-type"), RescheduleRequest)

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, RawBody
+from litestar.params import FromPath, RawBody
+from msgspec import Meta
 
-from app.api.openapi import PAGINATION, Query, doc
-from app.api.wire import (
-    Page,
-    created,
-    cursor_id,
-    decode_body,
-    limit_param,
-    path_id,
-    query_bool,
-)
+from app.api.openapi import doc
+from app.api.wire import Page, Pagination, created, cursor_id, decode_body, decode_query, path_id
 from app.clock import utcnow
 from app.domain import event_types
 from app.domain.api_keys import Principal
@@ -29,31 +22,31 @@ def _id(value: str) -> Any:
     return path_id("evt", value, "Event type")
 
 
-@get(
-    "/v1/event-types",
-    opt=doc("key", Page[EventType], query=(Query("active", bool, "Filter by active"), *PAGINATION)),
-)
+class EventTypeListQuery(Pagination, frozen=True, kw_only=True):
+    active: (
+        Annotated[bool, Meta(description="Only active (true) or inactive (false) ones")] | None
+    ) = None
+
+
+@get("/v1/event-types", opt=doc("key", query=EventTypeListQuery))
 async def list_event_types(
+    request: Request[Any, Any, Any],
     key: NamedDependency[Principal],
     resources: NamedDependency[Resources],
-    active: FromQuery[str | None] = None,
-    limit: FromQuery[str | None] = None,
-    starting_after: FromQuery[str | None] = None,
 ) -> Page[EventType]:
     """List event types in the key's mode (deleted ones excluded)."""
-    flag = query_bool("active", active)
-    size = limit_param(limit)
-    after = cursor_id("evt", starting_after, "Event type")
+    query = decode_query(request.query_params, EventTypeListQuery)
+    after = cursor_id("evt", query.starting_after, "Event type")
     async with resources.pool.acquire() as conn:
         data, more = await event_types.list_event_types(
-            conn, key, active=flag, after=after, limit=size
+            conn, key, active=query.active, after=after, limit=query.limit
         )
     return Page(data, more)
 
 
 @post(
     "/v1/event-types",
-    opt=doc("key", EventType, status=201, request=EventTypeCreate, errors=(409,)),
+    opt=doc("key", request=EventTypeCreate, errors=(409,)),
 )
 async def create_event_type(
     request: Request[Any, Any, Any],
@@ -68,7 +61,7 @@ async def create_event_type(
     return created(made, f"/v1/event-types/{made.id}")
 
 
-@get("/v1/event-types/{event_type_id:str}", opt=doc("public+key", EventType))
+@get("/v1/event-types/{event_type_id:str}", opt=doc("public+key"))
 async def get_event_type(
     event_type_id: FromPath[str],
     caller: NamedDependency[Principal | None],
@@ -79,7 +72,7 @@ async def get_event_type(
         return await event_types.get(conn, caller, _id(event_type_id))
 
 
-@get("/v1/public/event-types/{event_type_id:str}", opt=doc("public", EventType))
+@get("/v1/public/event-types/{event_type_id:str}", opt=doc("public"))
 async def get_public_event_type(
     event_type_id: FromPath[str],
     resources: NamedDependency[Resources],
@@ -91,7 +84,7 @@ async def get_public_event_type(
 
 @patch(
     "/v1/event-types/{event_type_id:str}",
-    opt=doc("key", EventType, request=EventTypePatch, errors=(409,)),
+    opt=doc("key", request=EventTypePatch, errors=(409,)),
 )
 async def update_event_type(
     request: Request[Any, Any, Any],
@@ -107,7 +100,7 @@ async def update_event_type(
         return await event_types.update(conn, key, target, data, now=utcnow())
 
 
-@delete("/v1/event-types/{event_type_id:str}", opt=doc("key", status=204))
+@delete("/v1/event-types/{event_type_id:str}", opt=doc("key"))
 async def delete_event_type(
     event_type_id: FromPath[str],
     key: NamedDependency[Principal],
@@ -118,7 +111,7 @@ async def delete_event_type(
         await event_types.delete(conn, key, _id(event_type_id), now=utcnow())
 
 
-@get("/v1/event-types/{event_type_id:str}/hosts", opt=doc("key", Page[Host]))
+@get("/v1/event-types/{event_type_id:str}/hosts", opt=doc("key"))
 async def list_hosts(
     event_type_id: FromPath[str],
     key: NamedDependency[Principal],
@@ -131,7 +124,7 @@ async def list_hosts(
 
 @post(
     "/v1/event-types/{event_type_id:str}/hosts",
-    opt=doc("key", Host, status=201, request=HostCreate, errors=(409,)),
+    opt=doc("key", request=HostCreate, errors=(409,)),
 )
 async def add_host(
     request: Request[Any, Any, Any],
@@ -150,7 +143,7 @@ async def add_host(
 
 @delete(
     "/v1/event-types/{event_type_id:str}/hosts/{host_id:str}",
-    opt=doc("key", status=204, errors=(409,)),
+    opt=doc("key", errors=(409,)),
 )
 async def remove_host(
     event_type_id: FromPath[str],

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from litestar import Response, get
-from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery
+from typing import Annotated, Any
 
-from app.api.openapi import PAGINATION, Query, doc
-from app.api.wire import Page, cursor_id, filter_id, limit_param, path_id, query_choice
+from litestar import Request, Response, get
+from litestar.di import NamedDependency
+from litestar.params import FromPath
+from msgspec import Meta
+
+from app.api.openapi import doc
+from app.api.wire import Page, Pagination, cursor_id, decode_query, filter_id, path_id, query_choice
 from app.domain import events
 from app.domain.api_keys import Principal
 from app.domain.webhooks import EVENTS, WebhookEvent
@@ -18,31 +21,30 @@ def _json(body: bytes) -> Response[bytes]:
     return Response(body, media_type="application/json")
 
 
-@get(
-    "/v1/events",
-    opt=doc(
-        "key",
-        Page[WebhookEvent],
-        query=(
-            Query("event", str, "Only events of this name"),
-            Query("booking_id", str, "Only events about this booking: its history"),
-            *PAGINATION,
-        ),
-    ),
-)
+class EventListQuery(Pagination, frozen=True, kw_only=True):
+    event: (
+        Annotated[
+            str, Meta(description="Only events of this name", extra_json_schema={"enum": EVENTS})
+        ]
+        | None
+    ) = None
+    booking_id: (
+        Annotated[str, Meta(description="Only events about this booking: its history")] | None
+    ) = None
+
+
+@get("/v1/events", opt=doc("key", response=Page[WebhookEvent], query=EventListQuery))
 async def list_events(
+    request: Request[Any, Any, Any],
     key: NamedDependency[Principal],
     resources: NamedDependency[Resources],
-    event: FromQuery[str | None] = None,
-    booking_id: FromQuery[str | None] = None,
-    limit: FromQuery[str | None] = None,
-    starting_after: FromQuery[str | None] = None,
 ) -> Response[bytes]:
     """List events oldest first, delivered or not, each exactly as its webhooks carry it."""
-    name = query_choice("event", event, EVENTS)
-    booking = filter_id("bk", booking_id)
-    size = limit_param(limit)
-    after = cursor_id("evn", starting_after, "Event")
+    query = decode_query(request.query_params, EventListQuery)
+    name = query_choice("event", query.event, EVENTS)
+    booking = filter_id("bk", query.booking_id)
+    size = query.limit
+    after = cursor_id("evn", query.starting_after, "Event")
     async with resources.pool.acquire() as conn:
         bodies, more = await events.list_events(
             conn, key, event=name, booking_id=booking, after=after, limit=size
@@ -50,7 +52,7 @@ async def list_events(
     return _json(events.page(bodies, more))
 
 
-@get("/v1/events/{event_id:str}", opt=doc("key", WebhookEvent))
+@get("/v1/events/{event_id:str}", opt=doc("key", response=WebhookEvent))
 async def get_event(
     event_id: FromPath[str],
     key: NamedDependency[Principal],

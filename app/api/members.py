@@ -6,10 +6,10 @@ from typing import Any
 
 from litestar import Request, Response, delete, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, RawBody
+from litestar.params import FromPath, RawBody
 
-from app.api.openapi import PAGINATION, doc
-from app.api.wire import Page, created, cursor_id, decode_body, limit_param, path_id
+from app.api.openapi import doc
+from app.api.wire import Page, Pagination, created, cursor_id, decode_body, decode_query, path_id
 from app.clock import utcnow
 from app.domain import members
 from app.domain.api_keys import Principal
@@ -17,24 +17,21 @@ from app.domain.members import Member, MemberCreate
 from app.resources import Resources
 
 
-@get("/v1/members", opt=doc("key", Page[Member], query=PAGINATION))
+@get("/v1/members", opt=doc("key", query=Pagination))
 async def list_members(
+    request: Request[Any, Any, Any],
     key: NamedDependency[Principal],
     resources: NamedDependency[Resources],
-    limit: FromQuery[str | None] = None,
-    starting_after: FromQuery[str | None] = None,
 ) -> Page[Member]:
     """List the organization's members."""
-    size = limit_param(limit)
-    after = cursor_id("mem", starting_after, "Member")
+    query = decode_query(request.query_params, Pagination)
+    after = cursor_id("mem", query.starting_after, "Member")
     async with resources.pool.acquire() as conn:
-        data, more = await members.list_members(conn, key, after=after, limit=size)
+        data, more = await members.list_members(conn, key, after=after, limit=query.limit)
     return Page(data, more)
 
 
-@post(
-    "/v1/members", opt=doc("live key", Member, status=201, request=MemberCreate, errors=(403, 409))
-)
+@post("/v1/members", opt=doc("live key", request=MemberCreate, errors=(403, 409)))
 async def create_member(
     request: Request[Any, Any, Any],
     body: RawBody,
@@ -48,7 +45,7 @@ async def create_member(
     return created(member, f"/v1/members/{member.id}")
 
 
-@get("/v1/members/{member_id:str}", opt=doc("key", Member))
+@get("/v1/members/{member_id:str}", opt=doc("key"))
 async def get_member(
     member_id: FromPath[str],
     key: NamedDependency[Principal],
@@ -59,7 +56,7 @@ async def get_member(
         return await members.get(conn, key, path_id("mem", member_id, "Member"))
 
 
-@delete("/v1/members/{member_id:str}", opt=doc("live key", status=204, errors=(403, 409)))
+@delete("/v1/members/{member_id:str}", opt=doc("live key", errors=(403, 409)))
 async def delete_member(
     member_id: FromPath[str],
     key: NamedDependency[Principal],

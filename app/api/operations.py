@@ -22,7 +22,7 @@ class Readiness(msgspec.Struct, frozen=True):
     checks: dict[str, Literal["ok", "error"]]
 
 
-@get("/health", opt=openapi.doc("public", Health))
+@get("/health", opt=openapi.doc("public"))
 async def health() -> Health:
     """Liveness: 200 whenever the process serves requests; touches no dependency."""
     return Health("ok")
@@ -36,7 +36,7 @@ async def _check(probe: Any) -> Literal["ok", "error"]:
     return "ok"
 
 
-@get("/ready", opt=openapi.doc("public", Readiness, failures=((503, Readiness),)))
+@get("/ready", opt=openapi.doc("public", failures=((503, Readiness),)))
 async def ready(resources: NamedDependency[Resources]) -> Response[Readiness]:
     """Readiness: PostgreSQL and Redis each answer within 2 s, else 503."""
     checks = {
@@ -48,7 +48,7 @@ async def ready(resources: NamedDependency[Resources]) -> Response[Readiness]:
     return Response(body, status_code=200 if ok else 503)
 
 
-@get("/v1/openapi.json", opt=openapi.doc("public", dict[str, Any]))
+@get("/v1/openapi.json", opt=openapi.doc("public"))
 async def openapi_document(request: Request[Any, Any, Any]) -> dict[str, Any]:
     """This OpenAPI 3.1 document."""
     return openapi.build(request.app)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, get_args
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, delete, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery, RawBody
+from litestar.params import FromPath, RawBody
+from msgspec import Meta
 
-from app.api.openapi import PAGINATION, Query, doc
-from app.api.wire import Page, created, cursor_id, decode_body, limit_param, path_id, query_choice
+from app.api.openapi import doc
+from app.api.wire import Page, Pagination, created, cursor_id, decode_body, decode_query, path_id
 from app.clock import utcnow
 from app.domain import webhooks
 from app.domain.api_keys import Principal
@@ -36,7 +37,7 @@ def _endpoint_id(value: str) -> Any:
 
 @post(
     "/v1/webhooks",
-    opt=doc("key", WebhookEndpointCreated, status=201, request=WebhookEndpointCreate),
+    opt=doc("key", request=WebhookEndpointCreate),
 )
 async def create_webhook(
     request: Request[Any, Any, Any],
@@ -63,22 +64,21 @@ async def create_webhook(
     return created(made, f"/v1/webhooks/{made.id}")
 
 
-@get("/v1/webhooks", opt=doc("key", Page[WebhookEndpoint], query=PAGINATION))
+@get("/v1/webhooks", opt=doc("key", query=Pagination))
 async def list_webhooks(
+    request: Request[Any, Any, Any],
     key: NamedDependency[Principal],
     resources: NamedDependency[Resources],
-    limit: FromQuery[str | None] = None,
-    starting_after: FromQuery[str | None] = None,
 ) -> Page[WebhookEndpoint]:
     """List the webhook endpoints of the key's mode."""
-    size = limit_param(limit)
-    after = cursor_id("whk", starting_after, "Webhook endpoint")
+    query = decode_query(request.query_params, Pagination)
+    after = cursor_id("whk", query.starting_after, "Webhook endpoint")
     async with resources.pool.acquire() as conn:
-        data, more = await webhooks.list_endpoints(conn, key, after=after, limit=size)
+        data, more = await webhooks.list_endpoints(conn, key, after=after, limit=query.limit)
     return Page(data, more)
 
 
-@get("/v1/webhooks/{webhook_id:str}", opt=doc("key", WebhookEndpoint))
+@get("/v1/webhooks/{webhook_id:str}", opt=doc("key"))
 async def get_webhook(
     webhook_id: FromPath[str],
     key: NamedDependency[Principal],
@@ -91,7 +91,7 @@ async def get_webhook(
 
 @patch(
     "/v1/webhooks/{webhook_id:str}",
-    opt=doc("key", WebhookEndpoint, request=WebhookEndpointPatch),
+    opt=doc("key", request=WebhookEndpointPatch),
 )
 async def update_webhook(
     request: Request[Any, Any, Any],
@@ -113,7 +113,7 @@ async def update_webhook(
         )
 
 
-@delete("/v1/webhooks/{webhook_id:str}", opt=doc("key", status=204))
+@delete("/v1/webhooks/{webhook_id:str}", opt=doc("key"))
 async def delete_webhook(
     webhook_id: FromPath[str],
     key: NamedDependency[Principal],
@@ -124,27 +124,22 @@ async def delete_webhook(
         await webhooks.delete(conn, key, _endpoint_id(webhook_id))
 
 
-@get(
-    "/v1/webhooks/{webhook_id:str}/deliveries",
-    opt=doc(
-        "key",
-        Page[WebhookDelivery],
-        query=(Query("status", str, "pending, success or failed"), *PAGINATION),
-    ),
-)
+class DeliveryListQuery(Pagination, frozen=True, kw_only=True):
+    status: Annotated[webhooks.DeliveryStatus, Meta(description="Filter by status")] | None = None
+
+
+@get("/v1/webhooks/{webhook_id:str}/deliveries", opt=doc("key", query=DeliveryListQuery))
 async def list_webhook_deliveries(
+    request: Request[Any, Any, Any],
     webhook_id: FromPath[str],
     key: NamedDependency[Principal],
     resources: NamedDependency[Resources],
-    status: FromQuery[str | None] = None,
-    limit: FromQuery[str | None] = None,
-    starting_after: FromQuery[str | None] = None,
 ) -> Page[WebhookDelivery]:
     """List an endpoint's deliveries, newest first."""
     endpoint_id = _endpoint_id(webhook_id)
-    state = query_choice("status", status, get_args(webhooks.DeliveryStatus))
-    size = limit_param(limit)
-    after = cursor_id("whd", starting_after, "Webhook delivery")
+    query = decode_query(request.query_params, DeliveryListQuery)
+    state, size = query.status, query.limit
+    after = cursor_id("whd", query.starting_after, "Webhook delivery")
     async with resources.pool.acquire() as conn:
         data, more = await webhooks.list_deliveries(
             conn, key, endpoint_id, status=state, after=after, limit=size
@@ -155,7 +150,7 @@ async def list_webhook_deliveries(
 @post(
     "/v1/webhooks/{webhook_id:str}/deliveries/{delivery_id:str}/retry",
     status_code=200,
-    opt=doc("key", WebhookDelivery),
+    opt=doc("key", request=RetryRequest),
 )
 async def retry_webhook_delivery(
     request: Request[Any, Any, Any],

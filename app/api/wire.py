@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
-from typing import Any, Generic, TypeVar
+from types import UnionType
+from typing import Annotated, Any, Generic, Literal, TypeVar, Union, get_args, get_origin
 from uuid import UUID
 
 import msgspec
 from litestar import Response
+from msgspec import Meta
 from msgspec import inspect as mi
 
 from app import ids
@@ -33,13 +36,7 @@ def decode_body(
     """
     if body and not _is_json(content_type):
         raise UnsupportedMediaType("Content-Type must be application/json")
-    if not body:
-        raw: Any = {}
-    else:
-        try:
-            raw = msgspec.json.decode(body)
-        except msgspec.DecodeError:
-            raise ValidationFailed({"body": "Invalid JSON"}) from None
+    raw = decode_json(body) if body else {}
     if not isinstance(raw, dict):
         raise ValidationFailed({"body": "Invalid JSON"})
     if drop_nulls:
@@ -47,11 +44,63 @@ def decode_body(
     return convert(raw, kind)
 
 
-def convert(raw: Any, kind: type[T]) -> T:
+def decode_json(body: bytes) -> Any:
+    """Any JSON value; bytes that are not UTF-8 JSON, or nest too deep to decode, are 422."""
     try:
-        return msgspec.convert(raw, kind, strict=True)
+        return msgspec.json.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        raise ValidationFailed({"body": "Invalid JSON"}) from None
+    except RecursionError:  # msgspec stops at Python's recursion limit, cleanly
+        raise ValidationFailed({"body": "Nested too deeply"}) from None
+
+
+def convert(raw: Any, kind: type[T]) -> T:
+    """`raw` as `kind`, strictly typed, with the text and calendar rules every value obeys."""
+    try:
+        value = msgspec.convert(raw, kind, strict=True)
     except msgspec.ValidationError as exc:
         raise ValidationFailed(dict([explain(str(exc), kind)])) from None
+    refused = refuse(value)
+    if refused is not None:
+        raise ValidationFailed(dict([refused]))
+    return value
+
+
+# Rules for every decoded value, whatever its field: PostgreSQL text cannot hold NUL, and
+# instants and dates stay far enough from the calendar's ends that converting them to UTC
+# and adding the engine's margins (days, at most a month) never overflows. The OpenAPI
+# document states both (openapi.py applies these patterns to every string and date).
+MIN_YEAR, MAX_YEAR = 1000, 9998
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+YEAR_PATTERN = "^([1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-"
+_NUL = "Must not contain NUL characters"
+_DATE_RANGE = f"Must be between {MIN_YEAR}-01-01 and {MAX_YEAR}-12-31"
+
+
+def refuse(value: Any, path: str = "") -> tuple[str, str] | None:
+    """The first (field, message) that breaks those rules inside a decoded value, or None."""
+    if isinstance(value, str):
+        return (path or "body", _NUL) if "\x00" in value else None
+    if isinstance(value, date):  # datetimes too: their year as written, offset and all
+        return None if MIN_YEAR <= value.year <= MAX_YEAR else (path or "body", _DATE_RANGE)
+    if isinstance(value, msgspec.Struct):
+        for name in value.__struct_fields__:
+            found = refuse(getattr(value, name), f"{path}.{name}" if path else name)
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = refuse(item, f"{path}.{index}" if path else str(index))
+            if found is not None:
+                return found
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and "\x00" in key:
+                return path or "body", "Keys: " + _NUL.lower()
+            found = refuse(item, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+    return None
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -78,7 +127,40 @@ def explain(error: str, kind: Any) -> tuple[str, str]:
         info = _unwrap(info)
         key_info = info.key_type if isinstance(info, mi.DictType) else None
         return field, "Keys: " + _describe(message, key_info).lower()
-    return field, _describe(message, info)
+    return field, _describe(message, info, _literal_values(kind, steps))
+
+
+def _literal_values(kind: Any, steps: list[str]) -> tuple[Any, ...]:
+    """A Literal field's values as declared (msgspec's own type info sorts them)."""
+    current = kind
+    for step in steps:
+        current = _bare(current)
+        if isinstance(current, type) and issubclass(current, msgspec.Struct):
+            fields = {f.encode_name: f.type for f in msgspec.structs.fields(current)}
+            current = fields.get(step)
+        elif get_origin(current) in (list, tuple, set, frozenset):
+            current = get_args(current)[0]
+        elif get_origin(current) is dict:
+            current = get_args(current)[1]
+        else:
+            return ()
+    current = _bare(current)
+    return get_args(current) if get_origin(current) is Literal else ()
+
+
+def _bare(annotation: Any) -> Any:
+    """An annotation without Annotated metadata, null or UNSET."""
+    while True:
+        if get_origin(annotation) is Annotated:
+            annotation = get_args(annotation)[0]
+            continue
+        args = get_args(annotation)
+        if get_origin(annotation) in (Union, UnionType):
+            rest = [a for a in args if a not in (type(None), msgspec.UnsetType)]
+            if len(rest) == 1:
+                annotation = rest[0]
+                continue
+        return annotation
 
 
 def _field_info(info: mi.Type, steps: list[str]) -> mi.Type | None:
@@ -97,7 +179,10 @@ def _field_info(info: mi.Type, steps: list[str]) -> mi.Type | None:
 
 
 def _unwrap(info: mi.Type | None) -> mi.Type | None:
-    while isinstance(info, mi.UnionType):
+    while isinstance(info, mi.UnionType | mi.Metadata):
+        if isinstance(info, mi.Metadata):  # a description or schema extra
+            info = info.type
+            continue
         # type_info already drops UNSET from unions; only null remains to skip.
         rest = [t for t in info.types if not isinstance(t, mi.NoneType)]
         if len(rest) != 1:
@@ -106,7 +191,8 @@ def _unwrap(info: mi.Type | None) -> mi.Type | None:
     return info
 
 
-def _describe(message: str, info: mi.Type | None) -> str:
+def _describe(message: str, info: mi.Type | None, values: tuple[Any, ...] = ()) -> str:
+    """A short message for a field; `values` are a Literal's choices in declaration order."""
     info = _unwrap(info)
     if message.startswith("Expected `null`"):
         return "Must not be null"
@@ -115,7 +201,7 @@ def _describe(message: str, info: mi.Type | None) -> str:
         assert isinstance(info, mi.IntType)  # noqa: S101 - narrowed for mypy
         return f"Must be between {info.ge} and {info.le}"
     if isinstance(info, mi.LiteralType):
-        return "Must be one of: " + ", ".join(str(v) for v in info.values)
+        return "Must be one of: " + ", ".join(str(v) for v in values or info.values)
     if isinstance(info, mi.StrType):
         if info.pattern is not None and "regex" in message:
             return "Invalid format"
@@ -134,14 +220,19 @@ def _describe(message: str, info: mi.Type | None) -> str:
             return f"Must have at least {info.min_length} items"
     if isinstance(info, mi.DateTimeType) and "timezone" in message:
         return "Must include a UTC offset"
+    if message.startswith("Invalid RFC3339 encoded datetime"):
+        return _EXPECTED["datetime"]
+    if message.startswith("Invalid RFC3339 encoded date"):
+        return _EXPECTED["date"]
     if isinstance(info, mi.IntType):
         bounds = re.search(r"`int` ([<>]=) (-?\d+)", message)
         if bounds:
             return f"Must be {'at least' if bounds[1] == '>=' else 'at most'} {bounds[2]}"
-    got = re.match(r"Expected `(\w+)`", message)
-    if got:
-        return _EXPECTED.get(got[1], f"Must be a valid {got[1]}")
-    return message.rstrip(".") or "Invalid value"
+    got = re.match(r"Expected `([^`]+)`", message)
+    if got:  # "Expected `int | null`, got `float`": name what is wanted, never the decoder's words
+        wanted = [t for t in got[1].split(" | ") if t != "null"] or ["null"]
+        return _EXPECTED.get(wanted[0], "Invalid value")
+    return "Invalid value"
 
 
 _EXPECTED = {
@@ -158,54 +249,83 @@ _EXPECTED = {
 # Query strings -------------------------------------------------------------------------
 
 
-def query_int(name: str, value: str | None, *, low: int, high: int) -> int | None:
-    if value is None:
-        return None
-    if not re.fullmatch(r"-?\d{1,9}", value):
+class Pagination(msgspec.Struct, frozen=True, kw_only=True):
+    """`limit` and `starting_after` (spec §0.5), the query of every list."""
+
+    limit: Annotated[int, Meta(ge=1, le=100, description="Page size, 1-100")] = 10
+    starting_after: (
+        Annotated[str, Meta(description="Id of the last item of the previous page")] | None
+    ) = None
+
+
+def decode_query(params: Mapping[str, str], kind: type[T]) -> T:
+    """A query string into `kind`, a Struct of its parameters (which the OpenAPI document lists).
+
+    Each value is parsed by its field's type as the spec writes it (decimal ASCII integers,
+    `true`/`false`, `YYYY-MM-DD`, RFC 3339 with offset), then checked like a body field.
+    """
+    raw: dict[str, Any] = {}
+    for field in msgspec.structs.fields(kind):  # type: ignore[arg-type]
+        value = params.get(field.encode_name)
+        if value is not None:
+            raw[field.encode_name] = _parse_param(field.encode_name, value, _bare(field.type))
+    return convert(raw, kind)
+
+
+def _parse_param(name: str, value: str, kind: Any) -> Any:
+    if kind is int:
+        return query_int(name, value)
+    if kind is bool:
+        return query_bool(name, value)
+    if kind is datetime:
+        return query_instant(name, value)
+    if kind is date:
+        return query_date(name, value)
+    return value
+
+
+def query_int(name: str, value: str) -> int:
+    """Decimal ASCII digits only: no signs, spaces, exponents or other scripts' digits."""
+    if not re.fullmatch(r"-?[0-9]{1,9}", value):
         raise ValidationFailed.field(name, "Must be an integer")
-    number = int(value)
-    if not low <= number <= high:
-        raise ValidationFailed.field(name, f"Must be between {low} and {high}")
-    return number
+    return int(value)
 
 
-def query_bool(name: str, value: str | None) -> bool | None:
-    if value is None:
-        return None
+def query_bool(name: str, value: str) -> bool:
     if value not in ("true", "false"):
         raise ValidationFailed.field(name, "Must be true or false")
     return value == "true"
 
 
-def query_date(name: str, value: str | None) -> date | None:
-    if value is None:
-        return None
+def query_date(name: str, value: str) -> date:
     try:
-        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
             raise ValueError(value)
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
-        raise ValidationFailed.field(name, "Must be a date (YYYY-MM-DD)") from None
+        raise ValidationFailed.field(name, _EXPECTED["date"]) from None
+    found = refuse(day, name)
+    if found is not None:
+        raise ValidationFailed(dict([found]))
+    return day
 
 
-def query_instant(name: str, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    parsed = parse_instant(value)
-    if parsed is None:
-        raise ValidationFailed.field(name, "Must be an RFC 3339 timestamp with offset")
-    return parsed
-
-
-def parse_instant(value: str) -> datetime | None:
+def query_instant(name: str, value: str) -> datetime:
+    """An RFC 3339 timestamp with offset, in UTC."""
     try:
-        parsed = msgspec.convert(value, datetime, strict=False)
+        parsed = msgspec.convert(value, datetime)  # strictly RFC 3339 (never "0.5" as a unix time)
     except msgspec.ValidationError:
-        return None
-    return parsed.astimezone(UTC) if parsed.tzinfo else None
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise ValidationFailed.field(name, _EXPECTED["datetime"])
+    found = refuse(parsed, name)
+    if found is not None:
+        raise ValidationFailed(dict([found]))
+    return parsed.astimezone(UTC)
 
 
 def query_choice(name: str, value: str | None, choices: tuple[str, ...]) -> str | None:
+    """A parameter whose choices are data (not a Literal): the message lists them in order."""
     if value is not None and value not in choices:
         raise ValidationFailed.field(name, "Must be one of: " + ", ".join(choices))
     return value
@@ -216,11 +336,6 @@ def filter_id(prefix: str, value: str | None) -> UUID | None:
     if value is None:
         return None
     return ids.decode(prefix, value) or UUID(int=0)
-
-
-def limit_param(value: str | None) -> int:
-    limit = query_int("limit", value, low=1, high=100)
-    return 10 if limit is None else limit
 
 
 def path_id(prefix: str, value: str, noun: str) -> Any:

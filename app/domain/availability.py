@@ -14,22 +14,32 @@ from app import ids
 from app.db import SQL, Connection
 from app.domain import event_types
 from app.domain.api_keys import Principal
-from app.domain.timezones import zone
+from app.domain.timezones import Zone, zone
 from app.errors import ValidationFailed
 
 _TIME = re.compile(r"^(\d{2}):(\d{2})(?::(\d{2}))?$")
-TimeOfDay = Annotated[str, Meta(max_length=8)]
+# parse_minute() checks times with its own message; the patterns say the same in the schema.
+StartTime = Annotated[
+    str, Meta(max_length=8, extra_json_schema={"pattern": "^([01][0-9]|2[0-3]):[0-5][0-9](:00)?$"})
+]
+EndTime = Annotated[
+    str,
+    Meta(
+        max_length=8,
+        extra_json_schema={"pattern": "^(([01][0-9]|2[0-3]):[0-5][0-9](:00)?|24:00(:00)?)$"},
+    ),
+]
 
 
 class RuleIn(msgspec.Struct, frozen=True, kw_only=True):
     day_of_week: Annotated[int, Meta(ge=0, le=6)]
-    start_time: TimeOfDay
-    end_time: TimeOfDay
+    start_time: StartTime
+    end_time: EndTime
 
 
 class RulesPut(msgspec.Struct, frozen=True, kw_only=True):
     rules: Annotated[list[RuleIn], Meta(max_length=50)]
-    timezone: str | None = None  # no length cap: put_rules answers "Invalid IANA time zone"
+    timezone: Zone | None = None  # no length cap: put_rules answers "Invalid IANA time zone"
 
 
 class AvailabilityRule(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,8 +58,8 @@ class AvailabilityRules(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class WindowIn(msgspec.Struct, frozen=True, kw_only=True):
-    start_time: TimeOfDay
-    end_time: TimeOfDay
+    start_time: StartTime
+    end_time: EndTime
 
 
 class OverrideIn(msgspec.Struct, frozen=True, kw_only=True):

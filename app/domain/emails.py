@@ -9,7 +9,10 @@ from msgspec import Meta
 
 from app.errors import ValidationFailed
 
-EmailAddress = Annotated[str, Meta(min_length=3, max_length=254)]
+# normalize_email() checks the syntax; the schema names the format.
+EmailAddress = Annotated[
+    str, Meta(min_length=3, max_length=254, extra_json_schema={"format": "email"})
+]
 
 
 def normalize_email(value: str, *, field: str) -> str:

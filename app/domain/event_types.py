@@ -14,11 +14,13 @@ from msgspec import UNSET, Meta, UnsetType
 from app import ids
 from app.db import SQL, Connection
 from app.domain.api_keys import Principal
-from app.domain.timezones import zone
+from app.domain.timezones import Zone, zone
 from app.errors import Conflict, NotFound, SlugTaken, ValidationFailed
 
 Minutes = Annotated[int, Meta(ge=5, le=480)]
 CapPeriod = Literal["daily", "weekly", "monthly", "total"]
+# checked() refuses repeated values; the schema says so.
+_UNIQUE = {"uniqueItems": True}
 Conferencing = Literal["zoom", "google_meet", "microsoft_teams", "custom", "in_person"]
 
 
@@ -28,7 +30,10 @@ class EventTypeFields(msgspec.Struct, frozen=True, kw_only=True):
     title: Annotated[str, Meta(min_length=1, max_length=255)]
     slug: Annotated[str, Meta(min_length=1, max_length=100, pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")]
     duration_minutes: Minutes
-    duration_options: Annotated[list[Minutes], Meta(min_length=1, max_length=10)] | None = None
+    duration_options: (
+        Annotated[list[Minutes], Meta(min_length=1, max_length=10, extra_json_schema=_UNIQUE)]
+        | None
+    ) = None
     description: Annotated[str, Meta(max_length=1000)] | None = None
     buffer_before_minutes: Annotated[int, Meta(ge=0, le=120)] = 0
     buffer_after_minutes: Annotated[int, Meta(ge=0, le=120)] = 0
@@ -36,13 +41,13 @@ class EventTypeFields(msgspec.Struct, frozen=True, kw_only=True):
     booking_window_days: Annotated[int, Meta(ge=1, le=730)] = 60
     slot_interval_minutes: Minutes | None = None
     color: Annotated[str, Meta(pattern=r"^#[0-9a-fA-F]{6}$")] = "#3b82f6"
-    timezone: str = "UTC"  # no length cap: checked() answers "Invalid IANA time zone"
+    timezone: Zone = "UTC"  # no length cap: checked() answers "Invalid IANA time zone"
     active: bool = True
     max_attendees: Annotated[int, Meta(ge=1, le=100)] = 1
     price_amount: Annotated[int, Meta(ge=100, le=99_999_999)] | None = None
     price_currency: Annotated[str, Meta(pattern=r"^[A-Za-z]{3}$")] = "usd"
     reminder_intervals: Annotated[
-        list[Annotated[int, Meta(ge=1, le=43200)]], Meta(max_length=5)
+        list[Annotated[int, Meta(ge=1, le=43200)]], Meta(max_length=5, extra_json_schema=_UNIQUE)
     ] = msgspec.field(default_factory=lambda: [1440, 60])
     booking_cap: Annotated[int, Meta(ge=1, le=10000)] | None = None
     booking_cap_period: CapPeriod | None = None

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
+from msgspec import Meta
 
 from app import ids
 from app.db import SQL, Connection, bind
 from app.domain import slots
 from app.domain.api_keys import Principal
-from app.domain.timezones import zone
+from app.domain.timezones import Zone, zone
 from app.errors import BadRequest, Conflict, NotFound, ValidationFailed
 
 ROUND_ROBIN_WINDOW = timedelta(days=30)
@@ -367,7 +368,9 @@ def _instant(text: str) -> datetime:
 # GET /v1/availability ------------------------------------------------------------------
 
 
-class OfferedSlot(msgspec.Struct, frozen=True, gc=False):  # never in a cycle: see slots.Slot
+class Slot(msgspec.Struct, frozen=True, gc=False):  # never in a cycle: see slots.Slot
+    """An offered slot (spec §11 Slot)."""
+
     start_time: datetime
     end_time: datetime
     capped: bool = False  # capped slots are not listed
@@ -382,17 +385,24 @@ class Availability(msgspec.Struct, frozen=True, kw_only=True):
     start: date
     end: date
     duration: int
-    slots: list[OfferedSlot]
+    slots: list[Slot]
     capped: bool
     waitlist_available: bool
 
 
 class AvailabilityQuery(msgspec.Struct, frozen=True, kw_only=True):
-    event_type_id: str
-    start: date
-    end: date
-    timezone: str = "UTC"
-    duration: int | None = None
+    """The query of GET /v1/availability."""
+
+    event_type_id: Annotated[str, Meta(description="The event type")]
+    start: Annotated[date, Meta(description="First local date, in `timezone`")]
+    end: Annotated[date, Meta(description="Last local date, inclusive; at most 30 days")]
+    timezone: Annotated[Zone, Meta(description="Zone of the local dates (default UTC)")] = "UTC"
+    duration: (
+        Annotated[
+            int, Meta(ge=1, le=1440, description="Minutes: the default or one of the options")
+        ]
+        | None
+    ) = None
 
 
 async def search(
@@ -451,12 +461,9 @@ async def search(
     )
     capacity = context.rules.max_attendees
     if capacity > 1:
-        out = [
-            OfferedSlot(s.start, s.end, False, s.spots_remaining or 0, capacity)
-            for s in result.slots
-        ]
+        out = [Slot(s.start, s.end, False, s.spots_remaining or 0, capacity) for s in result.slots]
     else:
-        out = [OfferedSlot(s.start, s.end) for s in result.slots]
+        out = [Slot(s.start, s.end) for s in result.slots]
     waitlist = bool(context.row["waitlist_enabled"]) and (result.capped or not out)
     return Availability(
         event_type_id=query.event_type_id,

@@ -6,7 +6,7 @@ select b.*, e.title, e.timezone as event_timezone, e.reminder_intervals,
 from bookings b
 join event_types e on e.id = b.event_type_id
 left join members m on m.id = b.host_member_id
-where b.id = $1;
+where b.id = :booking_id;
 
 -- name: email_member
-select name, email from members where id = $1;
+select name, email from members where id = :member_id;

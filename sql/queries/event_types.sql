@@ -116,12 +116,18 @@ where h.event_type_id = $1
 order by h.priority, h.created_at, h.id;
 
 -- name: insert_host
--- Host changes increment the event type's revision (see 0002_event_type_revision.sql).
-with touched as (update event_types set revision = revision + 1 where id = $2)
-insert into event_type_hosts (id, event_type_id, member_id, priority, created_at)
-values ($1, $2, $3, $4, $5)
-on conflict (event_type_id, member_id) do nothing
-returning id;
+-- Host changes increment the event type's revision (see 0002_event_type_revision.sql); a
+-- member who is already a host changes nothing (409), not even the revision.
+with inserted as (
+  insert into event_type_hosts (id, event_type_id, member_id, priority, created_at)
+  values ($1, $2, $3, $4, $5)
+  on conflict (event_type_id, member_id) do nothing
+  returning id
+), touched as (
+  update event_types set revision = revision + 1
+  where id = $2 and exists (select from inserted)
+)
+select id from inserted;
 
 -- name: count_hosts
 select count(*) from event_type_hosts where event_type_id = $1;

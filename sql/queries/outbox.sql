@@ -2,89 +2,91 @@
 -- Due rows (events and effects) never dispatched, or dispatched so long ago that their job
 -- must have been lost (Redis flushed or restarted, worker killed): SKIP LOCKED lets several
 -- dispatchers share the work. `again` marks the re-dispatches.
--- $1 now, $2 batch size, $3 seconds after which a dispatched row counts as lost.
+-- :lost_after is the seconds after which a dispatched row counts as lost.
 with due as (
     select id, dispatched_at from outbox
-    where processed_at is null and failed_at is null and available_at <= $1
-      and (dispatched_at is null or dispatched_at < $1 - make_interval(secs => $3::integer))
+    where processed_at is null and failed_at is null and available_at <= :now
+      and (dispatched_at is null
+           or dispatched_at < :now - make_interval(secs => :lost_after::integer))
     order by available_at
-    limit $2
+    limit :batch
     for update skip locked
 )
-update outbox o set dispatched_at = $1
+update outbox o set dispatched_at = :now
 from due where o.id = due.id
-returning o.id, o.attempts, due.dispatched_at is not null as again;
+returning o.id, o.attempts, o.event_id is null as is_event,
+    due.dispatched_at is not null as again;
 
 -- name: undispatch_outbox
 update outbox set dispatched_at = null
-where id = any($1::uuid[]) and processed_at is null and failed_at is null;
+where id = any(:ids::uuid[]) and processed_at is null and failed_at is null;
 
 -- name: get_outbox
-select * from outbox where id = $1;
+select * from outbox where id = :outbox_id;
 
 -- name: start_effect_attempt
 -- Compare-and-set on the attempt count: of two jobs for the same attempt (a re-dispatch racing
--- the original), only one gets the row back. $1 id, $2 attempts the job was dispatched for.
+-- the original), only one gets the row back: :attempts is the count the job was dispatched
+-- for.
 update outbox set attempts = attempts + 1
-where id = $1 and attempts = $2 and processed_at is null and failed_at is null
+where id = :outbox_id and attempts = :attempts and processed_at is null and failed_at is null
   and event_id is not null
 returning *;
 
 -- name: start_event_attempt
 -- The same for an event, inside the fan-out's transaction (which then holds the row lock).
 update outbox set attempts = attempts + 1
-where id = $1 and attempts = $2 and processed_at is null and failed_at is null
+where id = :outbox_id and attempts = :attempts and processed_at is null and failed_at is null
   and event_id is null
 returning *;
 
 -- name: finish_outbox
--- $1 id, $2 now, $3 result.
-update outbox set processed_at = $2, result = $3, last_error = null
-where id = $1 and processed_at is null;
+update outbox set processed_at = :now, result = :result, last_error = null
+where id = :outbox_id and processed_at is null;
 
 -- name: retry_outbox
--- A transient failure: due again at $2 (the kind's schedule), dispatched afresh then.
-update outbox set available_at = $2, dispatched_at = null, last_error = $3
-where id = $1 and processed_at is null and failed_at is null;
+-- A transient failure: due again at :available_at (the kind's schedule), dispatched afresh.
+update outbox set available_at = :available_at, dispatched_at = null, last_error = :error
+where id = :outbox_id and processed_at is null and failed_at is null;
 
 -- name: fail_outbox
--- Terminal: the schedule is exhausted or the error is permanent. $1 id, $2 now, $3 error.
-update outbox set failed_at = $2, last_error = $3
-where id = $1 and processed_at is null and failed_at is null;
+-- Terminal: the schedule is exhausted or the error is permanent.
+update outbox set failed_at = :now, last_error = :error
+where id = :outbox_id and processed_at is null and failed_at is null;
 
 -- name: insert_effects
 -- The fan-out of one event: effects that already exist (a second run) are skipped. Effects due
 -- now are marked dispatched, the fan-out job enqueues them itself after commit. Returns the
--- rows inserted. $1 event id, $2 now, $3 kinds, $4 targets, $5 payloads, $6 due times, $7 ids.
+-- rows inserted; the effects are parallel arrays.
 insert into outbox (
     id, organization_id, is_test, kind, booking_id, payload, available_at, dispatched_at,
     created_at, event_id, target, request_id
 )
 select e.id, ev.organization_id, ev.is_test, e.kind, ev.booking_id, e.payload, e.available_at,
-    case when e.available_at <= $2 then $2::timestamptz end, $2, ev.id, e.target, ev.request_id
+    case when e.available_at <= :now then :now::timestamptz end, :now, ev.id, e.target,
+    ev.request_id
 from outbox ev,
-    unnest($3::text[], $4::text[], $5::jsonb[], $6::timestamptz[], $7::uuid[])
-        as e(kind, target, payload, available_at, id)
-where ev.id = $1
+    unnest(:kinds::text[], :targets::text[], :payloads::jsonb[], :available_ats::timestamptz[],
+           :ids::uuid[]) as e(kind, target, payload, available_at, id)
+where ev.id = :event_id
 on conflict (event_id, kind, target) where event_id is not null do nothing
 returning id, attempts, dispatched_at is not null as due;
 
 -- name: drop_pending_effects
 -- Pending effects of a booking that no longer apply (reminders of a cancelled booking, or of
--- an earlier start time after a reschedule). $1 booking id, $2 kind, $3 template, $4 now,
--- $5 result, $6 the event that supersedes them.
-update outbox set processed_at = $4, result = $5
-where booking_id = $1 and event_id is not null and event_id <> $6
+-- an earlier start time after a reschedule), except those of :event_id, which supersedes them.
+update outbox set processed_at = :now, result = :result
+where booking_id = :booking_id and event_id is not null and event_id <> :event_id
   and processed_at is null and failed_at is null
-  and kind = $2 and payload ->> 'template' = $3;
+  and kind = :kind and payload ->> 'template' = :template;
 
 -- name: earlier_event
 -- Whether the booking had an event of this kind before this one (was it confirmed?).
 select exists (
-    select 1 from outbox where booking_id = $1 and kind = $2 and event_id is null
-      and created_at <= $3 and id <> $4
+    select 1 from outbox where booking_id = :booking_id and kind = :kind and event_id is null
+      and created_at <= :created_at and id <> :event_id
 );
 
 -- name: outbox_lag
-select coalesce(extract(epoch from ($1 - min(available_at))), 0)::float8
-from outbox where processed_at is null and failed_at is null and available_at <= $1;
+select coalesce(extract(epoch from (:now - min(available_at))), 0)::float8
+from outbox where processed_at is null and failed_at is null and available_at <= :now;

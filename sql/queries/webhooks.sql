@@ -117,6 +117,23 @@ where id = any(array(
 ))
 returning id, scheduled_attempts;
 
+-- name: claim_next_webhook_delivery
+-- The next due delivery of the same endpoint as :after_id, for the slot that just finished it
+-- (so an endpoint's backlog moves at the receiver's pace, not one sweep per attempt).
+update webhook_deliveries set dispatched_at = :now
+where id = (
+    select d.id from webhook_deliveries d
+    join webhook_endpoints w on w.id = d.endpoint_id and w.active
+    where d.endpoint_id = (select endpoint_id from webhook_deliveries where id = :after_id)
+      and d.status = 'pending' and d.next_retry_at <= :now
+      and (d.dispatched_at is null
+           or d.dispatched_at <= :now::timestamptz - make_interval(secs => :lost_after::integer))
+    order by d.next_retry_at, d.id
+    limit 1
+    for update of d skip locked
+)
+returning id;
+
 -- name: undispatch_webhook_deliveries
 update webhook_deliveries set dispatched_at = null
 where id = any(:delivery_ids::uuid[]) and status = 'pending';

@@ -448,3 +448,76 @@ async def test_request_bodies_name_their_schemas(document: dict[str, Any]) -> No
     assert set(patch["properties"]) == set(create["properties"])
     assert body("put", "/v1/event-types/{event_type_id}/availability")["required"] == ["rules"]
     assert body("post", "/v1/event-types/{event_type_id}/hosts")["required"] == ["member_id"]
+
+
+async def test_idempotency_key_is_documented_only_where_honoured(document: dict[str, Any]) -> None:
+    for method, path, operation in operations(document):
+        headers = {p["name"] for p in operation["parameters"] if p["in"] == "header"}
+        honoured = method == "post" and path not in ("/v1/api-keys", "/v1/stripe/webhook")
+        assert ("Idempotency-Key" in headers) == honoured, (method, path)
+
+
+async def test_every_list_with_a_cursor_documents_its_404(document: dict[str, Any]) -> None:
+    lists = 0
+    for _method, path, operation in operations(document):
+        names = {p["name"] for p in operation["parameters"] if p["in"] == "query"}
+        if "starting_after" in names:
+            lists += 1
+            assert "404" in operation["responses"], path
+    assert lists >= 4
+
+
+async def test_query_parameters_carry_their_formats_and_enums(document: dict[str, Any]) -> None:
+    def params(path: str) -> dict[str, dict[str, Any]]:
+        found = document["paths"][path]["get"]["parameters"]
+        return {p["name"]: p["schema"] for p in found if p["in"] == "query"}
+
+    slots = params("/v1/availability")
+    assert slots["start"]["format"] == slots["end"]["format"] == "date"
+    assert slots["timezone"] == {"$ref": "#/components/schemas/TimeZone"}
+    assert (slots["duration"]["minimum"], slots["duration"]["maximum"]) == (1, 1440)
+    listed = params("/v1/bookings")
+    assert listed["status"]["enum"] == sorted(["pending_payment", "confirmed", "cancelled"])
+    assert listed["invitee_email"]["format"] == "email"
+    assert listed["updated_since"]["format"] == "date-time"
+    assert {b["format"] for b in listed["start_date"]["anyOf"]} == {"date", "date-time"}
+    zones = document["components"]["schemas"]["TimeZone"]["enum"]
+    assert "UTC" in zones and "America/New_York" in zones and "Mars/Olympus" not in zones
+
+
+async def test_texts_dates_and_times_state_the_wire_rules(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    title = schemas["EventTypeFields"]["properties"]["title"]
+    assert title["pattern"] == "^[^\\u0000]*$"
+    start = schemas["BookingCreate"]["properties"]["start_time"]
+    assert start["format"] == "date-time" and start["pattern"].startswith("^([1-8]")
+    window = schemas["WindowIn"]["properties"]
+    assert re.fullmatch(window["end_time"]["pattern"], "24:00")
+    assert not re.fullmatch(window["start_time"]["pattern"], "24:00")
+
+
+async def test_booking_forms_are_one_of_two(document: dict[str, Any]) -> None:
+    body = document["paths"]["/v1/bookings"]["post"]["requestBody"]
+    forms = body["content"]["application/json"]["schema"]["oneOf"]
+    assert [f["title"] for f in forms] == ["Single form", "Group form"]
+    assert forms[0]["required"] == ["invitee_name", "invitee_email"]
+    assert forms[1]["required"] == ["attendees"]
+
+
+async def test_the_slot_schema_omits_seats_unless_group(document: dict[str, Any]) -> None:
+    slot = document["components"]["schemas"]["Slot"]
+    assert set(slot["properties"]) == {
+        "start_time", "end_time", "capped", "spots_remaining", "total_capacity"
+    }  # fmt: skip
+    assert set(slot["required"]) == {"start_time", "end_time", "capped"}
+    availability = document["components"]["schemas"]["Availability"]
+    assert availability["properties"]["slots"]["items"] == {"$ref": "#/components/schemas/Slot"}
+
+
+async def test_a_body_is_required_only_where_a_field_is(document: dict[str, Any]) -> None:
+    def required(method: str, path: str) -> bool:
+        return bool(document["paths"][path][method]["requestBody"]["required"])
+
+    assert required("post", "/v1/event-types") and required("post", "/v1/bookings")
+    assert not required("patch", "/v1/event-types/{event_type_id}")
+    assert not required("post", "/v1/bookings/{booking_id}/cancel")

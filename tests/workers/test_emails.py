@@ -429,3 +429,49 @@ def test_smtp_settings_from_url_or_host_family(settings: Settings) -> None:
     assert options(smtp_url="smtp://u:p@h")["start_tls"] is True
     family = options(smtp_host="h", smtp_username="u", smtp_password="p", smtp_starttls=False)
     assert (family["port"], family["start_tls"], family["use_tls"]) == (587, False, False)
+
+
+async def test_an_email_shows_the_booking_as_its_event_recorded_it(
+    api: Any, pool: Pool, mail: Drain, smtp: SmtpSink
+) -> None:
+    """A confirmation sent late (the worker was down) still shows the time that was confirmed,
+    from the event's snapshot, not whatever the booking says by then."""
+    et = await make_event_type(api, reminder_intervals=[])
+    day = future_day()
+    booking = await _book(api, et, at(day, 10))
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "update bookings set start_at = start_at + interval '2 hours',"
+            " end_at = end_at + interval '2 hours' where id = $1",
+            ids.decode("bk", booking["id"]),
+        )
+    await mail()
+    [mine] = smtp.to(booking["invitee_email"])
+    _, _, invite = _parts(mine)
+    assert _event(invite).decoded("dtstart") == datetime.fromisoformat(at(day, 10))
+
+
+async def test_smtp_sessions_are_kept_and_a_dropped_one_is_replaced(
+    mail_settings: Settings, smtp: SmtpSink
+) -> None:
+    from email.mime.text import MIMEText
+
+    options = emails.smtp_options(mail_settings)
+    assert options is not None
+    mailer = emails.Mailer()
+
+    def message(n: int) -> MIMEText:
+        text = MIMEText(f"message {n}")
+        text["Subject"] = f"n{n}"
+        return text
+
+    try:
+        await mailer.send(message(1), "a@example.com", "b@example.com", options)
+        await mailer.send(message(2), "a@example.com", "b@example.com", options)
+        assert len(mailer._idle) == 1  # one session served both
+        smtp.stop()  # the server goes away, and with it the kept session
+        smtp.start()
+        await mailer.send(message(3), "a@example.com", "b@example.com", options)
+    finally:
+        await mailer.close()
+    assert [m["Subject"] for m in smtp.messages] == ["n1", "n2", "n3"]

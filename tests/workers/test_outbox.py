@@ -139,9 +139,10 @@ async def test_transient_failures_retry_on_the_channels_schedule_then_fail(
     assert first["attempts"] == 1 and first["last_error"] == "Transient: smtp down"
     assert first["processed_at"] is None and first["failed_at"] is None
     assert first["dispatched_at"] is None
-    # Due again after the schedule's first step (60 s), not before.
-    # (the job read the clock a moment before this test does)
-    assert timedelta(seconds=55) < first["available_at"] - drain.clock() <= timedelta(seconds=60)
+    # Due again after the schedule's first step (60 s), not before. The job read the clock a
+    # moment before this test does, and that moment is long on a loaded machine; the step after
+    # this one pins the schedule down (not due 30 s on, due 61 s on).
+    assert timedelta(seconds=30) < first["available_at"] - drain.clock() <= timedelta(seconds=60)
     drain.clock.advance(seconds=30)
     await drain()
     assert recorder.runs == []
@@ -269,14 +270,28 @@ async def test_log_lines_carry_prefixed_ids_and_the_request_id(
             "update outbox set request_id = 'req-abc' where booking_id = $1",
             ids.decode("bk", booking["id"]),
         )
-    with caplog.at_level(logging.INFO, logger="astrocal.worker"):
+    with (
+        caplog.at_level(logging.INFO, logger="astrocal.worker"),
+        caplog.at_level(logging.INFO, logger="arq.worker"),
+    ):
         await drain()
     lines = [r for r in caplog.records if booking["id"] in r.getMessage()]
     assert lines, caplog.text
-    raw = str(ids.decode("bk", booking["id"]))
-    assert all(raw not in r.getMessage() for r in caplog.records)
+    async with pool.acquire() as conn:
+        raw = [
+            str(r["id"])
+            for r in await conn.fetch(
+                "select id from outbox where booking_id = $1", ids.decode("bk", booking["id"])
+            )
+        ] + [str(ids.decode("bk", booking["id"]))]
+    assert len(raw) == 5  # two events, two effects, the booking
+    assert not [r for r in caplog.records if any(u in r.getMessage() for u in raw)]
     assert {getattr(r, "request_id", None) for r in lines} == {"req-abc"}
-    assert any(r.getMessage().startswith("test for evn_") for r in lines)
+    assert any(
+        r.getMessage().startswith("test eff_") and " for evn_" in r.getMessage() for r in lines
+    )
+    # arq's own lines name jobs by the same prefixed ids
+    assert any("outbox:evn_" in r.getMessage() for r in caplog.records if r.name == "arq.worker")
 
 
 def test_retry_schedule_with_jitter_stays_within_bounds() -> None:

@@ -424,8 +424,8 @@ async def test_the_sweep_bounds_each_endpoint_in_flight(
     slow, fast = path(), path()
     hanging = await make_endpoint(papi, receiver.url(slow), ["booking.created"])
     healthy = await make_endpoint(papi, receiver.url(fast), ["booking.created"])
-    for n in range(6):
-        booking = await book(papi, hour=9 + n, days=9)
+    for n in range(jobs.IN_FLIGHT_PER_ENDPOINT + 2):
+        booking = await book(papi, hour=9 + n % 6, days=9 + n // 6)
         await fan_out(pool, booking["id"])
     ours = {ids.decode("whk", hanging["id"]), ids.decode("whk", healthy["id"])}
     # Claim until nothing more is claimable; count what each endpoint got.
@@ -598,3 +598,58 @@ async def test_delivery_log_lines_carry_the_causing_request_id(
     (line,) = [r for r in caplog.records if "webhook delivery" in r.getMessage()]
     assert getattr(line, "request_id", None) == "req-hook-42"
     assert ids.encode("whd", row["id"]) in line.getMessage()
+
+
+async def test_a_slot_carries_on_with_its_endpoints_due_deliveries(
+    papi: Api, pool: Pool, receiver: Receiver, resources: Resources, private_settings: Settings
+) -> None:
+    hook = path()
+    endpoint = await make_endpoint(papi, receiver.url(hook))
+    for n in range(3):
+        await fan_out(pool, (await book(papi, hour=9 + n, days=11))["id"])
+    first = (await deliveries(pool, endpoint["id"]))[0]
+    made = await jobs.deliver_slot(
+        pool, resources.webhook_http, first["id"], settings=private_settings, clock=utcnow
+    )
+    assert made == 6  # created + confirmed of three bookings, without a sweep in between
+    assert {d["status"] for d in await deliveries(pool, endpoint["id"])} == {"success"}
+    assert len(receiver.at(hook)) == 6
+    # Out of time after its first attempt, a slot leaves the rest to the sweep.
+    for n in range(2):
+        await fan_out(pool, (await book(papi, hour=14 + n, days=11))["id"])
+    pending = [d for d in await deliveries(pool, endpoint["id"]) if d["status"] == "pending"]
+    made = await jobs.deliver_slot(
+        pool,
+        resources.webhook_http,
+        pending[0]["id"],
+        settings=private_settings,
+        clock=utcnow,
+        seconds=0,
+    )
+    assert made == 1
+
+
+async def test_switching_an_endpoint_off_pauses_its_pending_deliveries(
+    papi: Api,
+    pool: Pool,
+    receiver: Receiver,
+    resources: Resources,
+    private_settings: Settings,
+) -> None:
+    hook = path()
+    endpoint = await make_endpoint(papi, receiver.url(hook), ["booking.created"])
+    await fan_out(pool, (await book(papi, days=12))["id"])
+    (row,) = await deliveries(pool, endpoint["id"])
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "update webhook_deliveries set dispatched_at = now() where id = $1", row["id"]
+        )
+    await papi.patch(f"/v1/webhooks/{endpoint['id']}", {"active": False})
+    http = resources.webhook_http
+    assert await attempt(pool, http, private_settings, row["id"]) == "skipped"
+    (row,) = await deliveries(pool, endpoint["id"])
+    assert (row["status"], row["attempts"], row["dispatched_at"]) == ("pending", 0, None)
+    assert receiver.at(hook) == []
+    await papi.patch(f"/v1/webhooks/{endpoint['id']}", {"active": True})
+    assert await attempt(pool, http, private_settings, row["id"]) == "success"
+    assert len(receiver.at(hook)) == 1

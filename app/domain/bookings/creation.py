@@ -209,9 +209,9 @@ def _decide(
     if slot is None and capped:
         raise BookingCapReached()
     if slot is not None and slot.spots_remaining is not None and slot.spots_remaining < len(people):
-        raise BadRequest(
-            f"Too many attendees: {len(people)}. Only {slot.spots_remaining} spots remain"
-        )
+        left = slot.spots_remaining
+        remain = "1 spot remains" if left == 1 else f"{left} spots remain"
+        raise BadRequest(f"Too many attendees: {len(people)}. Only {remain}")
     if slot is None:
         raise SlotUnavailable()
     return slot, duration

@@ -13,12 +13,11 @@ from msgspec import UNSET, Meta, UnsetType
 from app import ids
 from app.domain import schedule
 from app.domain.emails import EmailAddress
+from app.domain.timezones import Zone
 
 Status = Literal["pending_payment", "confirmed", "cancelled"]
 Timestamp = Annotated[datetime, Meta(tz=True)]
 Name = Annotated[str, Meta(min_length=1, max_length=255)]
-# Checked against the tz database by zone(); any other length is simply an unknown zone.
-Zone = str
 
 
 class AttendeeIn(msgspec.Struct, frozen=True, kw_only=True):
@@ -40,6 +39,42 @@ class BookingCreate(msgspec.Struct, frozen=True, kw_only=True):
         dict[Annotated[str, Meta(max_length=40)], Annotated[str, Meta(max_length=500)]],
         Meta(max_length=50),
     ] = msgspec.field(default_factory=dict)
+
+
+def _given(name: str, kind: str) -> dict[str, Any]:
+    return {"required": [name], "properties": {name: {"type": kind}}}
+
+
+# The body takes exactly one of the two forms (a form is given by its non-null fields, as
+# creation decides it); the schema says so with oneOf.
+BookingCreateBody = Annotated[
+    BookingCreate,
+    Meta(
+        extra_json_schema={
+            "oneOf": [
+                {
+                    "title": "Single form",
+                    "required": ["invitee_name", "invitee_email"],
+                    "properties": {
+                        "invitee_name": {"type": "string"},
+                        "invitee_email": {"type": "string"},
+                    },
+                    "not": _given("attendees", "array"),
+                },
+                {
+                    "title": "Group form",
+                    **_given("attendees", "array"),
+                    "not": {
+                        "anyOf": [
+                            _given("invitee_name", "string"),
+                            _given("invitee_email", "string"),
+                        ]
+                    },
+                },
+            ]
+        }
+    ),
+]
 
 
 class CancelRequest(msgspec.Struct, frozen=True, kw_only=True):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
-from msgspec import UNSET, UnsetType
+from msgspec import UNSET, Meta, UnsetType
 
 from app import ids
 
@@ -26,15 +26,23 @@ AUTO_DISABLE_AFTER = timedelta(hours=72)
 USER_AGENT = "Astrocal-Webhooks/1"
 
 
+# The endpoint rules check these (with their own messages); the schema states them too.
+Url = Annotated[str, Meta(extra_json_schema={"format": "uri", "maxLength": 2048})]
+EventNames = Annotated[
+    list[str],
+    Meta(extra_json_schema={"minItems": 1, "uniqueItems": True, "items": {"enum": [*EVENTS, "*"]}}),
+]
+
+
 class WebhookEndpointCreate(msgspec.Struct, frozen=True, kw_only=True):
-    url: str
-    events: list[str]
+    url: Url
+    events: EventNames
     active: bool = True
 
 
 class WebhookEndpointPatch(msgspec.Struct, frozen=True, kw_only=True):
-    url: str | UnsetType = UNSET
-    events: list[str] | UnsetType = UNSET
+    url: Url | UnsetType = UNSET
+    events: EventNames | UnsetType = UNSET
     active: bool | UnsetType = UNSET
 
 
