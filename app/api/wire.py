@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
@@ -274,11 +275,19 @@ def decode_query(params: Mapping[str, str], kind: type[T]) -> T:
     `true`/`false`, `YYYY-MM-DD`, RFC 3339 with offset), then checked like a body field.
     """
     raw: dict[str, Any] = {}
-    for field in msgspec.structs.fields(kind):  # type: ignore[arg-type]
-        value = params.get(field.encode_name)
+    for name, bare in _query_fields(kind):  # type: ignore[arg-type]
+        value = params.get(name)
         if value is not None:
-            raw[field.encode_name] = _parse_param(field.encode_name, value, _bare(field.type))
+            raw[name] = _parse_param(name, value, bare)
     return convert(raw, kind)
+
+
+@functools.cache
+def _query_fields(kind: type[Any]) -> tuple[tuple[str, Any], ...]:
+    """A query Struct's parameter names and bare types, worked out once per Struct:
+    msgspec.structs.fields evaluates the string annotations again at every call (a sixth of
+    the API's CPU for a one-day slot search)."""
+    return tuple((f.encode_name, _bare(f.type)) for f in msgspec.structs.fields(kind))
 
 
 def _parse_param(name: str, value: str, kind: Any) -> Any:

@@ -189,6 +189,27 @@ def test_limit_takes_ascii_digits_only(digits: str) -> None:
     }
 
 
+def test_query_fields_worked_out_once_parse_every_call_alike() -> None:
+    # The parameters' names and bare types are kept per Struct; each call still parses its own
+    # values by them (a date stays a date, an int an int, a bad one a 422).
+    from datetime import date
+
+    from app.api.wire import _query_fields
+    from app.domain.schedule import AvailabilityQuery
+
+    assert _query_fields(AvailabilityQuery) == (
+        ("event_type_id", str), ("start", date), ("end", date), ("timezone", str),
+        ("duration", int),
+    )  # fmt: skip
+    params = {"event_type_id": "evt_x", "start": "2030-01-02", "end": "2030-01-03"}
+    first = decode_query(params | {"duration": "30"}, AvailabilityQuery)
+    second = decode_query(params, AvailabilityQuery)
+    assert (first.start, first.duration, second.end, second.duration) == (
+        date(2030, 1, 2), 30, date(2030, 1, 3), None
+    )  # fmt: skip
+    assert details(lambda: decode_query(params | {"start": "2030-1-2"}, AvailabilityQuery))
+
+
 @pytest.mark.parametrize("value", ["+5", " 5", "5 ", "1e1", "0x10", "5.0", "", "\uff15"])
 async def test_limit_other_than_decimal_is_422(api: Api, value: str) -> None:
     failed = error(await api.get("/v1/members", params={"limit": value}), 422, "validation_error")
