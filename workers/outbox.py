@@ -49,6 +49,8 @@ INLINE_EFFECTS = 8
 # A fan-out job done with its event takes the next due one itself, for this long at most (then
 # the sweep carries on): far below the job timeout.
 FAN_OUT_SECONDS = 10.0
+# ... that many at a time, in one transaction.
+FAN_OUT_BATCH = 8
 
 
 class Transient(Exception):
@@ -287,69 +289,79 @@ async def _failed(
 async def _fan_out(
     ctx: Context, event_id: UUID, attempts: int, now: datetime, channels: Sequence[Channel]
 ) -> str:
-    """Fan out this event, then the next due events never dispatched in turn, for up to
-    FAN_OUT_SECONDS: under load the events move at the worker's pace, not an arq job each."""
+    """Fan out this event, then the next due events never dispatched, FAN_OUT_BATCH at a time,
+    for up to FAN_OUT_SECONDS: under load events move at the worker's pace, without an arq job
+    and a transaction each."""
     start = ("start_event_attempt", {"outbox_id": event_id, "attempts": attempts})
-    result = await _fan_out_one(ctx, start, now, channels)
-    began = time.monotonic()
-    while result is not None and time.monotonic() - began < FAN_OUT_SECONDS:
+    results = await _fan_out_batch(ctx, start, now, channels)
+    began, batch = time.monotonic(), FAN_OUT_BATCH
+    while results and time.monotonic() - began < FAN_OUT_SECONDS:
+        now = ctx.clock()
         try:
-            now = ctx.clock()
-            if await _fan_out_one(ctx, ("start_next_event", {"now": now}), now, channels) is None:
+            more = await _fan_out_batch(
+                ctx, ("start_next_events", {"now": now, "batch": batch}), now, channels
+            )
+        except Exception:
+            if batch == 1:  # the database failed: the sweep carries on
+                log.warning("could not fan out the next event", exc_info=True)
                 break
-        except Exception:  # the database failed: the sweep carries on
-            log.warning("could not fan out the next event", exc_info=True)
+            batch = 1  # one of them failed: one at a time, so that only that one counts it
+            continue
+        if not more:
             break
-    return result if result is not None else "skipped"
+    return results[0] if results else "skipped"
 
 
-async def _fan_out_one(
+async def _fan_out_batch(
     ctx: Context,
     start: tuple[str, dict[str, Any]],
     now: datetime,
     channels: Sequence[Channel],
-) -> str | None:
-    """Plan every channel's effects of the event `start` claims and mark it done, in one
-    transaction; then run the first few effects due now here and enqueue the rest (the sweep
-    would find them within a second anyway). None: no event to fan out."""
-    event = None
+) -> list[str]:
+    """Plan every channel's effects of the events `start` claims and mark them done, in one
+    transaction; then run the first few effects due now of each here and enqueue the rest (the
+    sweep would find them within a second anyway). Returns each event's result, [] for none.
+    A single event's failure is counted on it; a batch's is raised (nothing is kept)."""
+    events: list[Any] = []
+    done: list[tuple[Any, str, list[Any]]] = []
     try:
         async with ctx.pool.acquire() as conn, conn.transaction():
-            event = await conn.fetchrow(*bind(*start))
-            if event is None:  # done, failed, or another job has this attempt
-                return None
-            effects: list[Effect] = []
-            for channel in channels:
-                effects += await channel.plan(conn, event, now)
-            # The first few effects due now run here, after commit, at once and side by side
-            # (an arq job each would cost more CPU than most of them take): their first
-            # attempt is started by the insert itself.
-            starts, inline = [], 0
-            for e in effects:
-                due = e.available_at is None or e.available_at <= now
-                starts.append(due and inline < INLINE_EFFECTS)
-                inline += starts[-1]
-            result = f"{len(effects)} effects"
-            inserted = await conn.fetch(
-                *bind(
-                    "insert_effects",
-                    {
-                        "event_id": event["id"],
-                        "now": now,
-                        "result": result,
-                        "kinds": [e.kind for e in effects],
-                        "targets": [e.target for e in effects],
-                        "payloads": [e.payload for e in effects],
-                        "available_ats": [e.available_at or now for e in effects],
-                        "ids": [ids.new_uuid() for _ in effects],
-                        "starts": starts,
-                    },
+            events = list(await conn.fetch(*bind(*start)))
+            for event in events:
+                effects: list[Effect] = []
+                for channel in channels:
+                    effects += await channel.plan(conn, event, now)
+                # The first few effects due now run here, after commit, at once and side by
+                # side (an arq job each would cost more CPU than most of them take): their
+                # first attempt is started by the insert itself.
+                starts, inline = [], 0
+                for e in effects:
+                    due = e.available_at is None or e.available_at <= now
+                    starts.append(due and inline < INLINE_EFFECTS)
+                    inline += starts[-1]
+                result = f"{len(effects)} effects"
+                inserted = await conn.fetch(
+                    *bind(
+                        "insert_effects",
+                        {
+                            "event_id": event["id"],
+                            "now": now,
+                            "result": result,
+                            "kinds": [e.kind for e in effects],
+                            "targets": [e.target for e in effects],
+                            "payloads": [e.payload for e in effects],
+                            "available_ats": [e.available_at or now for e in effects],
+                            "ids": [ids.new_uuid() for _ in effects],
+                            "starts": starts,
+                        },
+                    )
                 )
-            )
+                done.append((event, result, list(inserted)))
     except Exception as exc:
-        if event is None:
+        if len(events) != 1:
             raise
         # The transaction took the attempt back with it: count it now, then schedule the retry.
+        (event,) = events
         async with ctx.pool.acquire() as conn:
             row = await conn.fetchrow(
                 *bind(
@@ -359,24 +371,26 @@ async def _fan_out_one(
             )
         if row is None:  # another job has this attempt
             raise
-        return await _failed(ctx, row, exc, now, EVENT_RETRY_SECONDS, 0.0)
-    log.info("%s: %s", label(event), result, extra=_context(event))
+        return [await _failed(ctx, row, exc, now, EVENT_RETRY_SECONDS, 0.0)]
+    for event, result, _ in done:
+        log.info("%s: %s", label(event), result, extra=_context(event))
     # Started or queued, effects due now are marked dispatched: if this worker dies before
     # they are recorded, the sweep dispatches them again.
-    started = [r for r in inserted if r["due"] and r["attempts"]]
-    queued = [r["id"] for r in inserted if r["due"] and not r["attempts"]]
+    inserted = [r for _, _, rows in done for r in rows if r["due"]]
+    queued = [r["id"] for r in inserted if not r["attempts"]]
     if queued and ctx.queue is not None:
         failed = await enqueue(ctx.queue, ctx.settings.job_queue, [(i, 0, False) for i in queued])
         if failed:
             async with ctx.pool.acquire() as conn:
                 await conn.execute(*bind("undispatch_outbox", {"ids": failed}))
+    started = [r for r in inserted if r["attempts"]]
     if started:
-        await _run_started(ctx, event, started, now, channels)
-    return result
+        await _run_started(ctx, started, now, channels)
+    return [result for _, result, _ in done]
 
 
 async def _run_started(
-    ctx: Context, event: Any, rows: Sequence[Any], now: datetime, channels: Sequence[Channel]
+    ctx: Context, rows: Sequence[Any], now: datetime, channels: Sequence[Channel]
 ) -> None:
     """Run effects whose attempt is started, side by side; record their successes together."""
     outcomes = await asyncio.gather(
@@ -385,7 +399,7 @@ async def _run_started(
     done = []
     for row, outcome in zip(rows, outcomes, strict=True):
         if isinstance(outcome, BaseException):  # the database failed: the sweep retries it
-            log.error("%s: %r", label(row), outcome, extra=_context(event))
+            log.error("%s: %r", label(row), outcome, extra=_context(row))
         elif not outcome[1]:
             done.append((row, outcome[0]))
     if not done:
@@ -402,8 +416,8 @@ async def _run_started(
                     },
                 )
             )
-    except Exception:  # their attempt stays started: the sweep dispatches them again
-        log.exception("could not record the effects of %s", label(event), extra=_context(event))
+    except Exception:  # their attempts stay started: the sweep dispatches them again
+        log.exception("could not record %d effects", len(done))
         return
     for row, result in done:
         log.info("%s: %s", label(row), result, extra=_context(row))

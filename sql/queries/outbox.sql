@@ -40,17 +40,18 @@ where id = :outbox_id and attempts = :attempts and processed_at is null and fail
   and event_id is null
 returning *;
 
--- name: start_next_event
--- A fan-out job done with its event takes the next due one never dispatched, claimed and its
--- attempt started in one statement inside that event's fan-out transaction (a rollback gives
--- it back to the sweep): no arq job for it. SKIP LOCKED shares events with the sweep.
+-- name: start_next_events
+-- A fan-out job done with its event takes the next due ones never dispatched (up to :batch,
+-- fanned out in one transaction), claimed and their attempts started in one statement inside
+-- that transaction (a rollback gives them back to the sweep): no arq job for them. SKIP
+-- LOCKED shares events with the sweep and the other jobs.
 update outbox o set attempts = o.attempts + 1, dispatched_at = :now
-where o.id = (
+where o.id in (
     select id from outbox
     where processed_at is null and failed_at is null and available_at <= :now
       and dispatched_at is null and event_id is null
     order by available_at
-    limit 1
+    limit :batch
     for update skip locked
 )
 returning o.*;

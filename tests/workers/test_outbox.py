@@ -171,6 +171,34 @@ async def test_a_fan_out_job_takes_the_next_due_events_itself(
     assert await drain() == 0
 
 
+async def test_a_failing_plan_in_a_batch_of_next_events_counts_on_that_event_alone(
+    api: Any, pool: Pool, drain: Drain
+) -> None:
+    recorder = Recorder(targets=("a",))
+    bookings = [await _book(api, hour) for hour in (9, 10, 11)]
+    bad = ids.decode("bk", bookings[1]["id"])
+
+    async def plan(conn: Connection, event: Any, now: datetime) -> list[Effect]:
+        if event["booking_id"] == bad and event["kind"] == "booking.confirmed":
+            raise RuntimeError("plan bug")
+        return await recorder.plan(conn, event, now)
+
+    drain.channels = (Channel(kind="test", retry_seconds=(60,), plan=plan, run=recorder.run),)
+    event = next(r for r in await _rows(pool, bookings[0]["id"]) if r["kind"] == "booking.created")
+    ctx = Context(pool=pool, settings=drain.settings, clock=drain.clock)
+    await outbox.process(
+        ctx, event["id"], attempts=0, now=drain.clock(), channels=drain.channels, event=True
+    )
+    events = [r for b in bookings for r in await _rows(pool, b["id"]) if r["event_id"] is None]
+    failing = [r for r in events if r["booking_id"] == bad and r["kind"] == "booking.confirmed"]
+    assert [(r["attempts"], r["processed_at"], r["last_error"]) for r in failing] == [
+        (1, None, "RuntimeError: plan bug")
+    ]
+    others = [r for r in events if r not in failing]
+    assert len(others) == 5 and all(r["processed_at"] and r["attempts"] == 1 for r in others)
+    assert recorder.runs == ["a", "a"]
+
+
 async def test_a_job_run_again_or_twice_for_one_attempt_does_nothing(
     api: Any, pool: Pool, drain: Drain
 ) -> None:
