@@ -15,7 +15,6 @@ from litestar.exceptions import (
 from litestar.exceptions import ValidationException as LitestarValidationException
 
 log = logging.getLogger("astrocal")
-_BODIED = frozenset({"POST", "PUT", "PATCH"})
 
 
 class AppError(Exception):
@@ -155,13 +154,6 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         allow = (exc.headers or {}).get("Allow") or (exc.headers or {}).get("allow", "")
         message = f"Method {request.method} not allowed"
         return error_response(405, MethodNotAllowed(message).body(), {"Allow": allow})
-    if isinstance(exc, UnicodeDecodeError | RecursionError) and request.method in _BODIED:
-        # A body that is not UTF-8 JSON, or nests deeper than a decoder goes, found by code that
-        # reads it before the handler does (the Idempotency-Key fingerprint): the body's fault,
-        # as wire.decode_json answers it.
-        log.info("undecodable request body: %r", exc)
-        message = "Invalid JSON" if isinstance(exc, UnicodeDecodeError) else "Nested too deeply"
-        return error_response(422, ValidationFailed({"body": message}).body())
     if isinstance(exc, LitestarValidationException):
         return error_response(422, _validation_from_litestar(exc).body())
     if isinstance(exc, HTTPException) and exc.status_code < 500:

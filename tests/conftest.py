@@ -6,8 +6,9 @@ Each test works inside its own freshly bootstrapped organization, so tests never
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -104,6 +105,13 @@ class Api:
 
     async def delete(self, path: str, **kw: Any) -> Any:
         return await self.request("DELETE", path, **kw)
+
+
+@pytest.fixture
+def server_dir() -> Iterator[Path]:
+    """A directory an embedded server's own user can always reach (see services.server_dir)."""
+    with services.server_dir() as path:
+        yield path
 
 
 @pytest.fixture

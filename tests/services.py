@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import functools
 import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,17 @@ def _scratch_dir() -> Path:
     # atexit runs last-registered first: the servers registered after this stop before it.
     atexit.register(shutil.rmtree, path, ignore_errors=True)
     return path
+
+
+@contextlib.contextmanager
+def server_dir(prefix: str = "astrocal-server-") -> Iterator[Path]:
+    """A temporary directory for an embedded server's data, deleted afterwards.
+
+    Not under pytest's basetemp: as root, PostgreSQL runs as `nobody`, which needs search bits
+    on the directories above its data (start_postgres adds them); every pytest session run as
+    root takes them off its basetemp's parent again, under sessions running in parallel."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as name:
+        yield Path(name)
 
 
 class SmtpSink:

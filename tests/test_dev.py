@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from app.embedded import (
     start_postgres,
     start_redis,
 )
+from tests import services
 
 ROOT = Path(__file__).resolve().parents[1]
 BANNER_WITHIN_SECONDS = 90.0
@@ -117,13 +117,8 @@ def start(command: list[str], directory: Path, name: str) -> Dev:
 
 @pytest.fixture(scope="module")
 def dev_dir() -> Iterator[Path]:
-    """One dev directory for the module (one initdb); each test stops what it started.
-
-    Not under pytest's basetemp: as root, PostgreSQL runs as `nobody`, which needs search bits
-    on the directories above; every pytest session run as root takes them off its basetemp's
-    parent again."""
-    with tempfile.TemporaryDirectory(prefix="astrocal-dev-test-") as name:
-        directory = Path(name)
+    """One dev directory for the module (one initdb); each test stops what it started."""
+    with services.server_dir("astrocal-dev-test-") as directory:
         try:
             yield directory
         finally:

@@ -21,8 +21,8 @@ from app.embedded import (
 )
 
 
-async def test_postgres_serves_btree_gist_persists_and_stops(tmp_path: Path) -> None:
-    server = await asyncio.to_thread(start_postgres, tmp_path / "pg", durable=False)
+async def test_postgres_serves_btree_gist_persists_and_stops(server_dir: Path) -> None:
+    server = await asyncio.to_thread(start_postgres, server_dir / "pg", durable=False)
     try:
         assert server.dsn.startswith("postgresql://postgres@127.0.0.1:")
         assert server.dsn.endswith("/astrocal")
@@ -45,14 +45,14 @@ async def test_postgres_serves_btree_gist_persists_and_stops(tmp_path: Path) -> 
             await conn.close()
 
         # Starting again while it runs (a leftover of an earlier run) adopts the same server.
-        again = await asyncio.to_thread(start_postgres, tmp_path / "pg", durable=False)
+        again = await asyncio.to_thread(start_postgres, server_dir / "pg", durable=False)
         assert again.dsn == server.dsn
     finally:
         await asyncio.to_thread(server.stop)
     assert not await asyncio.to_thread(reachable_postgres, server.dsn, 0.5)
     await asyncio.to_thread(server.stop)  # idempotent
 
-    server = await asyncio.to_thread(start_postgres, tmp_path / "pg", durable=False)
+    server = await asyncio.to_thread(start_postgres, server_dir / "pg", durable=False)
     try:
         conn = await asyncpg.connect(server.dsn)
         try:
@@ -63,21 +63,21 @@ async def test_postgres_serves_btree_gist_persists_and_stops(tmp_path: Path) -> 
         await asyncio.to_thread(server.stop)
 
 
-async def test_postgres_recovers_from_a_killed_server(tmp_path: Path) -> None:
-    server = await asyncio.to_thread(start_postgres, tmp_path / "pg", durable=False)
-    pid = int((tmp_path / "pg" / "pgdata" / "postmaster.pid").read_text().split()[0])
+async def test_postgres_recovers_from_a_killed_server(server_dir: Path) -> None:
+    server = await asyncio.to_thread(start_postgres, server_dir / "pg", durable=False)
+    pid = int((server_dir / "pg" / "pgdata" / "postmaster.pid").read_text().split()[0])
     os.kill(pid, signal.SIGKILL)  # leaves a stale postmaster.pid behind
-    assert (tmp_path / "pg" / "pgdata" / "postmaster.pid").exists()
+    assert (server_dir / "pg" / "pgdata" / "postmaster.pid").exists()
 
-    server = await asyncio.to_thread(start_postgres, tmp_path / "pg", durable=False)
+    server = await asyncio.to_thread(start_postgres, server_dir / "pg", durable=False)
     try:
         assert await asyncio.to_thread(reachable_postgres, server.dsn)
     finally:
         await asyncio.to_thread(server.stop)
 
 
-async def test_create_database_replace_gives_an_empty_database(tmp_path: Path) -> None:
-    server = await asyncio.to_thread(start_postgres, tmp_path / "pg", durable=False)
+async def test_create_database_replace_gives_an_empty_database(server_dir: Path) -> None:
+    server = await asyncio.to_thread(start_postgres, server_dir / "pg", durable=False)
     try:
         dsn = await asyncio.to_thread(create_database, server.admin_dsn, "scratch")
         assert dsn == with_database(server.dsn, "scratch")
@@ -101,8 +101,8 @@ async def test_create_database_replace_gives_an_empty_database(tmp_path: Path) -
         await asyncio.to_thread(server.stop)
 
 
-async def test_redis_serves_persists_and_stops(tmp_path: Path) -> None:
-    server = await asyncio.to_thread(start_redis, tmp_path / "redis")
+async def test_redis_serves_persists_and_stops(server_dir: Path) -> None:
+    server = await asyncio.to_thread(start_redis, server_dir / "redis")
     try:
         assert server.url.startswith("redis://127.0.0.1:")
         assert server.url.endswith("/0")
@@ -113,14 +113,14 @@ async def test_redis_serves_persists_and_stops(tmp_path: Path) -> None:
             assert await client.get("greeting") == b"hello"
         finally:
             await client.aclose()
-        again = await asyncio.to_thread(start_redis, tmp_path / "redis")
+        again = await asyncio.to_thread(start_redis, server_dir / "redis")
         assert again.url == server.url
     finally:
         await asyncio.to_thread(server.stop)
     assert not await asyncio.to_thread(reachable_redis, server.url, 0.5)
     await asyncio.to_thread(server.stop)  # idempotent
 
-    server = await asyncio.to_thread(start_redis, tmp_path / "redis")
+    server = await asyncio.to_thread(start_redis, server_dir / "redis")
     try:
         client = Redis.from_url(server.url)
         try:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -43,6 +44,11 @@ async def private_client(private_settings: Settings, resources: Resources) -> An
 @pytest.fixture
 async def papi(private_client: httpx.AsyncClient, org: Org) -> Api:
     return Api(private_client, org)
+
+
+def path() -> str:
+    """A receiver path of its own, so a test reads only what was sent to it."""
+    return f"/hooks/{uuid.uuid4().hex}"
 
 
 async def make_endpoint(

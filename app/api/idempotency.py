@@ -5,14 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import msgspec
 from litestar.types import ASGIApp
 
 from app.api.auth import credential
-from app.api.wire import MAX_BODY_BYTES
+from app.api.wire import MAX_BODY_BYTES, decode_document
 from app.clock import utcnow
 from app.domain import idempotency
-from app.errors import PayloadTooLarge, ValidationFailed
+from app.errors import AppError, PayloadTooLarge, ValidationFailed
 from app.resources import Resources
 from app.settings import Settings
 
@@ -52,14 +51,22 @@ class IdempotencyMiddleware:
                 "Idempotency-Key", "Must be 1-255 printable ASCII characters"
             )
         body, replay = await _read_body(receive)
+        content_type = dict(scope["headers"]).get(b"content-type")
+        try:  # the routes' own decoder: every route reads its body through it first
+            document = decode_document(body, content_type and content_type.decode("latin-1"))
+        except AppError:  # a body the route will refuse (415, 422): answered as without a key
+            await self.app(scope, replay, send)
+            return
         if parts == ("public",):
-            parts = _public_parts(body)
+            parts = _public_parts(document)
             if parts is None:  # no event type to scope by: the route answers 422
                 await self.app(scope, replay, send)
                 return
         # Per operation: the same key (or a malformed id) on another route is another record.
         name = idempotency.scope(secret, f"POST {scope['path_template']}", *parts)
-        print_ = idempotency.fingerprint("POST", path, body)
+        # Encoding from a shallower frame than decode_document decoded in: whatever nesting
+        # decoded there encodes here.
+        print_ = idempotency.fingerprint("POST", path, document)
         async with resources.pool.acquire() as conn:
             outcome = await idempotency.begin(conn, name, key, print_, secret=secret, now=utcnow())
         if isinstance(outcome, idempotency.Stored):
@@ -100,12 +107,9 @@ class IdempotencyMiddleware:
                     )
 
 
-def _public_parts(body: bytes) -> tuple[str, ...] | None:
+def _public_parts(document: Any) -> tuple[str, ...] | None:
     """Public creates are scoped by the event type they target (spec §5.10)."""
-    try:
-        event_type_id = msgspec.json.decode(body).get("event_type_id")
-    except (msgspec.DecodeError, AttributeError):
-        return None
+    event_type_id = document.get("event_type_id") if isinstance(document, dict) else None
     return ("public", event_type_id) if isinstance(event_type_id, str) else None
 
 

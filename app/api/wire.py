@@ -34,14 +34,23 @@ def decode_body(
     Clients may send null for an optional field instead of omitting it; on creates
     (drop_nulls) null means "use the default". PATCH keeps nulls so that they clear fields.
     """
-    if body and not _is_json(content_type):
-        raise UnsupportedMediaType("Content-Type must be application/json")
-    raw = decode_json(body) if body else {}
+    raw = decode_document(body, content_type)
     if not isinstance(raw, dict):
         raise ValidationFailed({"body": "Invalid JSON"})
     if drop_nulls:
         raw = {k: v for k, v in raw.items() if v is not None}
     return convert(raw, kind)
+
+
+def decode_document(body: bytes, content_type: str | None) -> Any:
+    """The JSON value of a request body (empty is {}): the one way a body is first read.
+
+    The Idempotency-Key middleware reads bodies through it too, so a body is refused for the
+    same reasons, with the same errors, before the route and in it.
+    """
+    if body and not _is_json(content_type):
+        raise UnsupportedMediaType("Content-Type must be application/json")
+    return decode_json(body) if body else {}
 
 
 def decode_json(body: bytes) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
@@ -40,12 +41,9 @@ def scope(secret: str, operation: str, *credential: str) -> str:
     return crypto.digest(secret, "idempotency-scope", operation, *credential).hex()
 
 
-def fingerprint(method: str, path: str, body: bytes) -> bytes:
-    """Method + path + canonical JSON of the body (sorted keys; empty = {})."""
-    try:
-        canonical = msgspec.json.encode(msgspec.json.decode(body or b"{}"), order="sorted")
-    except msgspec.DecodeError:
-        canonical = body
+def fingerprint(method: str, path: str, document: Any) -> bytes:
+    """Method + path + canonical JSON of the decoded body (sorted keys)."""
+    canonical = msgspec.json.encode(document, order="sorted")
     return hashlib.sha256(b"\n".join([method.encode(), path.encode(), canonical])).digest()
 
 

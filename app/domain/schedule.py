@@ -368,7 +368,7 @@ def _instant(text: str) -> datetime:
 # GET /v1/availability ------------------------------------------------------------------
 
 
-class Slot(msgspec.Struct, frozen=True):
+class Slot(msgspec.Struct, frozen=True, gc=False):  # never in a cycle: see slots.Slot
     """An offered slot (spec §11 Slot)."""
 
     start_time: datetime

@@ -370,3 +370,49 @@ async def search_around(api: Api, event_type_id: str, content: bytes) -> None:
                 key=None,
             )
             assert response.status_code < 500, (start, zone, response.text)
+
+
+# Every POST that honours Idempotency-Key, under each credential that reaches its records.
+IDEMPOTENT = [
+    (path, credential)
+    for method, path in OPERATIONS
+    if method == "POST"
+    and any(p["name"] == "Idempotency-Key" for p in DOCUMENT["paths"][path]["post"]["parameters"])
+    for credential in ["key"]
+    + (["public"] if path == "/v1/bookings" else [])
+    + (["token"] if path.startswith("/v1/bookings/{booking_id}/") else [])
+]
+UNDECODABLE = [
+    (b'{"x": "ok\xff"}', "Invalid JSON"),
+    (b'{"x": ' + b"[" * 5000 + b"1" + b"]" * 5000 + b"}", "Nested too deeply"),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "credential"), IDEMPOTENT, ids=[f"{p} {c}" for p, c in IDEMPOTENT]
+)
+async def test_undecodable_bodies_with_an_idempotency_key_are_422_and_write_nothing(
+    world: World, pool: Pool, path: str, credential: str
+) -> None:
+    """The middleware reads the body before the route, through the routes' own decoder."""
+    api = world.api
+    path_ids = {
+        **world.path_ids(),
+        "webhook_id": ids.encode("whk", uuid.uuid4()),
+        "delivery_id": ids.encode("whd", uuid.uuid4()),
+    }
+    url = re.sub(r"\{([^}]+)\}", lambda m: path_ids[m[1]], path)
+    if credential == "token":
+        url += f"?token={world.booking['cancel_token']}"
+    key = "live" if credential == "key" else None
+    for content, message in UNDECODABLE:
+        idempotency_key = uuid.uuid4().hex
+        before = await snapshot(pool, api.org.organization_id)
+        headers = {"Content-Type": "application/json", "Idempotency-Key": idempotency_key}
+        response = await api.request("POST", url, content=content, headers=headers, key=key)
+        assert response.status_code == 422, (url, response.text)
+        assert response.json()["error"]["details"] == {"body": message}, url
+        assert await snapshot(pool, api.org.organization_id) == before, url
+        async with pool.acquire() as conn:
+            stored = "select count(*) from idempotency_records where key = $1"
+            assert await conn.fetchval(stored, idempotency_key) == 0, url

@@ -4,7 +4,6 @@ the stored bodies sealed at rest."""
 from __future__ import annotations
 
 import functools
-import json
 import re
 import uuid
 from typing import Any
@@ -80,7 +79,7 @@ async def test_in_progress_record_is_409_and_abandoned_is_taken_over(api: Any, p
     et = await make_event_type(api)
     body = invitee(et["id"], at(future_day(), 12))
     scope = idempotency.scope(SECRET, "POST /v1/bookings", "public", et["id"])
-    print_ = idempotency.fingerprint("POST", "/v1/bookings", json.dumps(body).encode())
+    print_ = idempotency.fingerprint("POST", "/v1/bookings", body)
     async with pool.acquire() as conn:
         await conn.execute(
             "insert into idempotency_records (scope, key, fingerprint, created_at, started_at)"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -26,6 +25,7 @@ from tests.webhook_flow import (
     fan_out,
     make_endpoint,
     papi,
+    path,
     private_client,
     private_settings,
 )
@@ -33,10 +33,6 @@ from tests.webhook_flow import (
 __all__ = ["papi", "private_client", "private_settings", "receiver", "receiver_server"]
 
 FIELDS = {"id", "url", "events", "active", "is_test", "disabled_reason", "created_at", "updated_at"}
-
-
-def path() -> str:
-    return f"/hooks/{uuid.uuid4().hex}"
 
 
 async def test_create_shows_the_secret_once_and_stores_it_sealed(api: Api, pool: Pool) -> None:

@@ -12,15 +12,13 @@ import ssl
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import msgspec
 import pytest
-from arq import ArqRedis, create_pool
-from arq.connections import RedisSettings
+from arq import ArqRedis
 
 from app import ids, targets
 from app.clock import utcnow
@@ -45,6 +43,7 @@ from tests.webhook_flow import (
     fan_out,
     make_endpoint,
     papi,
+    path,
     private_client,
     private_settings,
 )
@@ -55,23 +54,10 @@ from workers import webhooks as jobs
 __all__ = ["papi", "private_client", "private_settings", "receiver", "receiver_server"]
 
 
-def path() -> str:
-    return f"/hooks/{uuid.uuid4().hex}"
-
-
 @pytest.fixture
 async def queue_settings(private_settings: Settings) -> Settings:
+    # The conftest's queue, on private settings: its arq_redis fixture takes this one.
     return msgspec.structs.replace(private_settings, job_queue=f"astrocal:test:{uuid.uuid4().hex}")
-
-
-@pytest.fixture
-async def arq_redis(queue_settings: Settings) -> AsyncIterator[ArqRedis]:
-    redis = await create_pool(
-        RedisSettings.from_dsn(queue_settings.redis_url),
-        default_queue_name=queue_settings.job_queue,
-    )
-    yield redis
-    await redis.aclose()
 
 
 async def run_worker(settings: Settings) -> None:
