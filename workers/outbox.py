@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -45,6 +46,11 @@ EVENT_RETRY_SECONDS = (10, 60, 300, 1800, 7200, 21600, 43200)
 JOB = "process_outbox"
 # Effects a fan-out runs itself rather than enqueueing (one booking's emails, typically).
 INLINE_EFFECTS = 8
+# A fan-out job done with its event takes the next due one itself, for this long at most (then
+# the sweep carries on): far below the job timeout.
+FAN_OUT_SECONDS = 10.0
+# ... that many at a time, in one transaction.
+FAN_OUT_BATCH = 8
 
 
 class Transient(Exception):
@@ -198,35 +204,50 @@ async def process(
     attempts: int,
     now: datetime,
     channels: Sequence[Channel],
+    event: bool | None = None,
 ) -> str:
-    """Run one row (an event's fan-out or an effect) unless it is done or has moved on."""
+    """Run one row (an event's fan-out or an effect) unless it is done or has moved on.
+    `event` says which it is when the caller knows (a job's id does); None: find out."""
+    if event:
+        return await _fan_out(ctx, outbox_id, attempts, now, channels)
     async with ctx.pool.acquire() as conn:
         row = await conn.fetchrow(
             *bind("start_effect_attempt", {"outbox_id": outbox_id, "attempts": attempts})
         )
     if row is None:  # an event, or done, failed, or another job has this attempt
+        if event is False:
+            return "skipped"
         # Outside the block above: a job holding one pooled connection while it waits for a
         # second deadlocks the worker once as many jobs run as the pool has connections.
         return await _fan_out(ctx, outbox_id, attempts, now, channels)
+    result, recorded = await _run(ctx, row, now, channels)
+    if not recorded:
+        async with ctx.pool.acquire() as conn:
+            await conn.execute(
+                *bind("finish_outbox", {"outbox_id": outbox_id, "now": now, "result": result})
+            )
+        log.info("%s: %s", label(row), result, extra=_context(row))
+    return result
+
+
+async def _run(
+    ctx: Context, row: Any, now: datetime, channels: Sequence[Channel]
+) -> tuple[str, bool]:
+    """One started attempt of an effect: its result, and whether that is recorded already (a
+    failure is, at once; a success is left to the caller, who may record several together)."""
     channel = next((c for c in channels if c.kind == row["kind"]), None)
     if channel is None:
         error = f"no channel for outbox kind {row['kind']}"
         log.error("%s: %s", label(row), error, extra=_context(row))
         async with ctx.pool.acquire() as conn:
             await conn.execute(
-                *bind("fail_outbox", {"outbox_id": outbox_id, "now": now, "error": error})
+                *bind("fail_outbox", {"outbox_id": row["id"], "now": now, "error": error})
             )
-        return "failed"
+        return "failed", True
     try:
-        result = await channel.run(ctx, row, now)
+        return await channel.run(ctx, row, now), False
     except Exception as exc:
-        return await _failed(ctx, row, exc, now, channel.retry_seconds, channel.jitter)
-    async with ctx.pool.acquire() as conn:
-        await conn.execute(
-            *bind("finish_outbox", {"outbox_id": outbox_id, "now": now, "result": result})
-        )
-    log.info("%s: %s", label(row), result, extra=_context(row))
-    return result
+        return await _failed(ctx, row, exc, now, channel.retry_seconds, channel.jitter), True
 
 
 async def _failed(
@@ -268,82 +289,154 @@ async def _failed(
 async def _fan_out(
     ctx: Context, event_id: UUID, attempts: int, now: datetime, channels: Sequence[Channel]
 ) -> str:
-    """Plan every channel's effects of one event and mark it done, in one transaction; then
-    enqueue the effects due now (the sweep would find them within a second anyway)."""
+    """Fan out this event, then the next due events never dispatched, FAN_OUT_BATCH at a time,
+    for up to FAN_OUT_SECONDS: under load events move at the worker's pace, without an arq job
+    and a transaction each."""
+    start = ("start_event_attempt", {"outbox_id": event_id, "attempts": attempts})
+    results = await _fan_out_batch(ctx, start, now, channels)
+    began, batch = time.monotonic(), FAN_OUT_BATCH
+    while results and time.monotonic() - began < FAN_OUT_SECONDS:
+        now = ctx.clock()
+        try:
+            more = await _fan_out_batch(
+                ctx, ("start_next_events", {"now": now, "batch": batch}), now, channels
+            )
+        except Exception:
+            if batch == 1:  # the database failed: the sweep carries on
+                log.warning("could not fan out the next event", exc_info=True)
+                break
+            batch = 1  # one of them failed: one at a time, so that only that one counts it
+            continue
+        if not more:
+            break
+    return results[0] if results else "skipped"
+
+
+async def _fan_out_batch(
+    ctx: Context,
+    start: tuple[str, dict[str, Any]],
+    now: datetime,
+    channels: Sequence[Channel],
+) -> list[str]:
+    """Plan every channel's effects of the events `start` claims and mark them done, in one
+    transaction; then run the first few effects due now of each here and enqueue the rest (the
+    sweep would find them within a second anyway). Returns each event's result, [] for none.
+    A single event's failure is counted on it; a batch's is raised (nothing is kept)."""
+    events: list[Any] = []
+    done: list[tuple[Any, str, list[Any]]] = []
     try:
         async with ctx.pool.acquire() as conn, conn.transaction():
-            event = await conn.fetchrow(
-                *bind("start_event_attempt", {"outbox_id": event_id, "attempts": attempts})
-            )
-            if event is None:  # done, failed, or another job has this attempt
-                return "skipped"
-            effects: list[Effect] = []
-            for channel in channels:
-                effects += await channel.plan(conn, event, now)
-            inserted = await conn.fetch(
-                *bind(
-                    "insert_effects",
-                    {
-                        "event_id": event_id,
-                        "now": now,
-                        "kinds": [e.kind for e in effects],
-                        "targets": [e.target for e in effects],
-                        "payloads": [e.payload for e in effects],
-                        "available_ats": [e.available_at or now for e in effects],
-                        "ids": [ids.new_uuid() for _ in effects],
-                    },
+            events = list(await conn.fetch(*bind(*start)))
+            for event in events:
+                effects: list[Effect] = []
+                for channel in channels:
+                    effects += await channel.plan(conn, event, now)
+                # The first few effects due now run here, after commit, at once and side by
+                # side (an arq job each would cost more CPU than most of them take): their
+                # first attempt is started by the insert itself.
+                starts, inline = [], 0
+                for e in effects:
+                    due = e.available_at is None or e.available_at <= now
+                    starts.append(due and inline < INLINE_EFFECTS)
+                    inline += starts[-1]
+                result = f"{len(effects)} effects"
+                inserted = await conn.fetch(
+                    *bind(
+                        "insert_effects",
+                        {
+                            "event_id": event["id"],
+                            "now": now,
+                            "result": result,
+                            "kinds": [e.kind for e in effects],
+                            "targets": [e.target for e in effects],
+                            "payloads": [e.payload for e in effects],
+                            "available_ats": [e.available_at or now for e in effects],
+                            "ids": [ids.new_uuid() for _ in effects],
+                            "starts": starts,
+                        },
+                    )
                 )
-            )
-            result = f"{len(effects)} effects"
-            await conn.execute(
-                *bind("finish_outbox", {"outbox_id": event_id, "now": now, "result": result})
-            )
+                done.append((event, result, list(inserted)))
     except Exception as exc:
+        if len(events) != 1:
+            raise
         # The transaction took the attempt back with it: count it now, then schedule the retry.
+        (event,) = events
         async with ctx.pool.acquire() as conn:
             row = await conn.fetchrow(
-                *bind("start_event_attempt", {"outbox_id": event_id, "attempts": attempts})
+                *bind(
+                    "start_event_attempt",
+                    {"outbox_id": event["id"], "attempts": event["attempts"] - 1},
+                )
             )
         if row is None:  # another job has this attempt
             raise
-        return await _failed(ctx, row, exc, now, EVENT_RETRY_SECONDS, 0.0)
-    log.info("%s: %s", label(event), result, extra=_context(event))
-    due = [(r["id"], r["attempts"]) for r in inserted if r["due"]]
-    # The first few effects due now run here, at once and side by side (an arq job each would
-    # cost more CPU than most of them take); the rest get their own jobs. Either way they are
-    # marked dispatched: if this worker dies, the sweep dispatches them again.
-    inline, queued = due[:INLINE_EFFECTS], due[INLINE_EFFECTS:]
+        return [await _failed(ctx, row, exc, now, EVENT_RETRY_SECONDS, 0.0)]
+    for event, result, _ in done:
+        log.info("%s: %s", label(event), result, extra=_context(event))
+    # Started or queued, effects due now are marked dispatched: if this worker dies before
+    # they are recorded, the sweep dispatches them again.
+    inserted = [r for _, _, rows in done for r in rows if r["due"]]
+    queued = [r["id"] for r in inserted if not r["attempts"]]
     if queued and ctx.queue is not None:
-        failed = await enqueue(
-            ctx.queue, ctx.settings.job_queue, [(i, n, False) for i, n in queued]
-        )
+        failed = await enqueue(ctx.queue, ctx.settings.job_queue, [(i, 0, False) for i in queued])
         if failed:
             async with ctx.pool.acquire() as conn:
                 await conn.execute(*bind("undispatch_outbox", {"ids": failed}))
+    started = [r for r in inserted if r["attempts"]]
+    if started:
+        await _run_started(ctx, started, now, channels)
+    return [result for _, result, _ in done]
+
+
+async def _run_started(
+    ctx: Context, rows: Sequence[Any], now: datetime, channels: Sequence[Channel]
+) -> None:
+    """Run effects whose attempt is started, side by side; record their successes together."""
     outcomes = await asyncio.gather(
-        *(process(ctx, i, attempts=n, now=now, channels=channels) for i, n in inline),
-        return_exceptions=True,
+        *(_run(ctx, row, now, channels) for row in rows), return_exceptions=True
     )
-    for (effect_id, _), outcome in zip(inline, outcomes, strict=True):
+    done = []
+    for row, outcome in zip(rows, outcomes, strict=True):
         if isinstance(outcome, BaseException):  # the database failed: the sweep retries it
-            log.error(
-                "%s of %s: %r",
-                public_id(effect_id, event=False),
-                label(event),
-                outcome,
-                extra=_context(event),
+            log.error("%s: %r", label(row), outcome, extra=_context(row))
+        elif not outcome[1]:
+            done.append((row, outcome[0]))
+    if not done:
+        return
+    try:
+        async with ctx.pool.acquire() as conn:
+            await conn.execute(
+                *bind(
+                    "finish_effects",
+                    {
+                        "now": now,
+                        "ids": [row["id"] for row, _ in done],
+                        "results": [result for _, result in done],
+                    },
+                )
             )
-    return result
+    except Exception:  # their attempts stay started: the sweep dispatches them again
+        log.exception("could not record %d effects", len(done))
+        return
+    for row, result in done:
+        log.info("%s: %s", label(row), result, extra=_context(row))
 
 
 async def process_outbox(ctx: dict[str, Any], outbox_id: str, attempts: int) -> str:
     """arq job: one outbox row (`evn_...` or `eff_...`), for the attempt it was dispatched for."""
     context: Context = ctx["context"]
-    row_id = ids.decode(outbox_id.partition("_")[0], outbox_id)
+    prefix = outbox_id.partition("_")[0]
+    row_id = ids.decode(prefix, outbox_id)
     if row_id is None:
         raise ValueError(f"not an outbox row id: {outbox_id}")
     return await process(
-        context, row_id, attempts=attempts, now=context.clock(), channels=ctx["channels"]
+        context,
+        row_id,
+        attempts=attempts,
+        now=context.clock(),
+        channels=ctx["channels"],
+        event=prefix == "evn",
     )
 
 

@@ -104,6 +104,101 @@ async def test_events_fan_out_into_effects_each_run_once(
     assert sorted(recorder.runs) == ["a", "b", "later"]
 
 
+async def test_a_fan_out_runs_the_first_effects_due_itself_and_queues_the_rest(
+    api: Any, pool: Pool, drain: Drain
+) -> None:
+    targets = tuple(f"t{n:02}" for n in range(outbox.INLINE_EFFECTS + 3))
+    recorder = Recorder(targets=targets)
+    drain.channels = (recorder.channel(),)
+    booking = await _book(api, 13)
+    await drain()
+    assert sorted(recorder.runs) == list(targets)
+    rows = {r["target"]: r for r in await _rows(pool, booking["id"]) if r["event_id"]}
+    assert all(rows[t]["processed_at"] and rows[t]["attempts"] == 1 for t in targets)
+    assert all(rows[t]["result"] == "recorded" for t in targets)
+    assert rows["later"]["attempts"] == 0 and rows["later"]["dispatched_at"] is None
+
+
+async def test_effects_a_fan_out_started_are_run_again_if_its_worker_died(
+    api: Any, pool: Pool, drain: Drain
+) -> None:
+    recorder = Recorder()
+    drain.channels = (recorder.channel(),)
+    booking = await _book(api, 14)
+    events = {r["kind"]: r for r in await _rows(pool, booking["id"])}
+    ctx = Context(pool=pool, settings=drain.settings)
+
+    class Died(BaseException):
+        """The worker going away in the middle of the fan-out's inline runs."""
+
+    async def die(ctx: Context, row: Any, now: datetime) -> str:
+        raise Died
+
+    dying = Channel(kind="test", retry_seconds=(60,), plan=recorder.plan, run=die)
+    # Neither recorded nor retried: the fan-out cannot tell a dying run from a dead worker.
+    await outbox.process(
+        ctx, events["booking.confirmed"]["id"], attempts=0, now=drain.clock(),
+        channels=(dying,), event=True,
+    )  # fmt: skip
+    started = [r for r in await _rows(pool, booking["id"]) if r["target"] in ("a", "b")]
+    assert all(r["attempts"] == 1 and r["processed_at"] is None for r in started)
+    await drain()  # the sweep leaves them to their (lost) job for a while
+    assert recorder.runs == []
+    drain.clock.advance(seconds=outbox.REDISPATCH_AFTER_SECONDS + 1)
+    await drain()
+    assert sorted(recorder.runs) == ["a", "b"]
+    done = [r for r in await _rows(pool, booking["id"]) if r["target"] in ("a", "b")]
+    assert all(r["attempts"] == 2 and r["processed_at"] is not None for r in done)
+
+
+async def test_a_fan_out_job_takes_the_next_due_events_itself(
+    api: Any, pool: Pool, drain: Drain
+) -> None:
+    recorder = Recorder(targets=("a",))
+    drain.channels = (recorder.channel(),)
+    first, second = await _book(api, 15), await _book(api, 16)
+    event = next(r for r in await _rows(pool, first["id"]) if r["kind"] == "booking.created")
+    ctx = Context(pool=pool, settings=drain.settings, clock=drain.clock)
+    result = await outbox.process(
+        ctx, event["id"], attempts=0, now=drain.clock(), channels=drain.channels, event=True
+    )
+    assert result == "0 effects"
+    # Never dispatched, the other events were fanned out by that job, their effects run.
+    for booking in (first, second):
+        events = [r for r in await _rows(pool, booking["id"]) if r["event_id"] is None]
+        assert all(r["processed_at"] and r["attempts"] == 1 for r in events)
+    assert recorder.runs == ["a", "a"]
+    assert await drain() == 0
+
+
+async def test_a_failing_plan_in_a_batch_of_next_events_counts_on_that_event_alone(
+    api: Any, pool: Pool, drain: Drain
+) -> None:
+    recorder = Recorder(targets=("a",))
+    bookings = [await _book(api, hour) for hour in (9, 10, 11)]
+    bad = ids.decode("bk", bookings[1]["id"])
+
+    async def plan(conn: Connection, event: Any, now: datetime) -> list[Effect]:
+        if event["booking_id"] == bad and event["kind"] == "booking.confirmed":
+            raise RuntimeError("plan bug")
+        return await recorder.plan(conn, event, now)
+
+    drain.channels = (Channel(kind="test", retry_seconds=(60,), plan=plan, run=recorder.run),)
+    event = next(r for r in await _rows(pool, bookings[0]["id"]) if r["kind"] == "booking.created")
+    ctx = Context(pool=pool, settings=drain.settings, clock=drain.clock)
+    await outbox.process(
+        ctx, event["id"], attempts=0, now=drain.clock(), channels=drain.channels, event=True
+    )
+    events = [r for b in bookings for r in await _rows(pool, b["id"]) if r["event_id"] is None]
+    failing = [r for r in events if r["booking_id"] == bad and r["kind"] == "booking.confirmed"]
+    assert [(r["attempts"], r["processed_at"], r["last_error"]) for r in failing] == [
+        (1, None, "RuntimeError: plan bug")
+    ]
+    others = [r for r in events if r not in failing]
+    assert len(others) == 5 and all(r["processed_at"] and r["attempts"] == 1 for r in others)
+    assert recorder.runs == ["a", "a"]
+
+
 async def test_a_job_run_again_or_twice_for_one_attempt_does_nothing(
     api: Any, pool: Pool, drain: Drain
 ) -> None:
