@@ -499,4 +499,7 @@ def find_slot(
         busy={},
         cap_counts=context.cap_counts if cap_counts is None else cap_counts,
         now=now,
+        # The search's own candidate slots, kept beside the cached definition: the same
+        # calendar for both (§4.5), and a booking does not work out its days again.
+        calendar=context.definition.calendar(duration),
     )

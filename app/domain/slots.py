@@ -250,6 +250,7 @@ def offer(
     busy: Mapping[UUID, Sequence[tuple[datetime, datetime]]],
     cap_counts: Mapping[date, int],
     now: datetime,
+    calendar: Calendar | None = None,
 ) -> Offer:
     """Slots of `et` starting in the query window `window` (spec §4.2 steps 2-10).
 
@@ -269,6 +270,7 @@ def offer(
         seats=seats_of_holds(et, hosts[0], holds) if hosts and et.max_attendees > 1 else {},
         cap_counts=cap_counts,
         now=now,
+        calendar=calendar,
     )
 
 
@@ -459,6 +461,7 @@ def find_slot(
     busy: Mapping[UUID, Sequence[tuple[datetime, datetime]]],
     cap_counts: Mapping[date, int],
     now: datetime,
+    calendar: Calendar | None = None,
 ) -> tuple[Slot | None, bool]:
     """The offered slot starting exactly at `start`, or None; and whether a cap dropped it.
 
@@ -474,6 +477,7 @@ def find_slot(
         busy=busy,
         cap_counts=cap_counts,
         now=now,
+        calendar=calendar,
     )
     slot = next((s for s in result.slots if s.start == start), None)
     return slot, result.capped
