@@ -63,6 +63,23 @@ left join (
     on o.booking_id = b.id
 where b.status = 'confirmed' and coalesce(o.n, 0) <> 2;
 
+-- name: busy_days_mismatches
+-- host_busy (migration 0008) against the truth it summarises: per host, mode and UTC day, the
+-- union of the active holds cut to the day. Days where the two differ: must be 0.
+with truth as (
+    select s.host_member_id, s.is_test, d.day, range_agg(s.busy * busy_day_range(d.day)) as busy
+    from slot_holds s cross join lateral busy_days(s.busy) d(day)
+    where s.seats > 0
+    group by 1, 2, 3
+), kept as (
+    select host_member_id, is_test, day, busy from host_busy where not isempty(busy)
+)
+select count(*) from (
+    (select * from truth except select * from kept)
+    union all
+    (select * from kept except select * from truth)
+) differ;
+
 -- name: row_counts
 -- api_bookings: the API's, since pgbench books from 2100 on (PGBENCH_EPOCH in run.py).
 select (select count(*) from bookings) as bookings,

@@ -602,6 +602,7 @@ async def check(dsn: str) -> dict[str, int]:
                 "cap_overflows",
                 "hold_mismatches",
                 "bookings_without_outbox",
+                "busy_days_mismatches",
             )
         }
         counts = await conn.fetchrow(CHECKS["row_counts"])
@@ -916,7 +917,8 @@ def render(report: dict[str, Any]) -> str:
         "after the load (SQL over all bookings)",
         f"  overlapping bookings {ch['overlapping_bookings']}   seat overflows "
         f"{ch['seat_overflows']}   cap overflows {ch['cap_overflows']}   hold mismatches "
-        f"{ch['hold_mismatches']}   bookings without outbox rows {ch['bookings_without_outbox']}",
+        f"{ch['hold_mismatches']}   bookings without outbox rows {ch['bookings_without_outbox']}   "
+        f"busy-day mismatches {ch['busy_days_mismatches']}",
         f"  bookings the API stored {report['api_rows']}, 201s answered "
         f"{report['created_total']} (with pgbench's rounds: {ch['rows_bookings']} in the "
         "database)",
@@ -997,6 +999,7 @@ def failures(report: dict[str, Any]) -> list[str]:
             "cap_overflows",
             "hold_mismatches",
             "bookings_without_outbox",
+            "busy_days_mismatches",
         ):
             if checks.get(name):
                 found.append(f"{when}: {name}: {checks[name]}")

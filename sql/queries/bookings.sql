@@ -186,6 +186,24 @@ with updated as (
 )
 select id from updated;
 
+-- name: defer_busy_days
+-- A reschedule's first statement: the host_busy triggers of its holds run at its commit, after
+-- every wait on slot_holds_no_overlap (migration 0008), instead of at each statement's end.
+set constraints slot_holds_busy_days_insert, slot_holds_busy_days_update,
+    slot_holds_busy_days_delete deferred;
+
+-- name: lock_busy_days
+-- A reschedule's last statement: the day rows its deferred triggers will change (of the old
+-- hold and the new one), locked now in (host, mode, day) order, the order every other writer
+-- takes them in, and made (empty) where missing; so that two reschedules moving a host's
+-- bookings in opposite directions do not deadlock at commit.
+insert into host_busy as h (host_member_id, is_test, day, busy)
+select distinct s.host_member_id, s.is_test, d.day, '{}'::tstzmultirange
+from slot_holds s cross join lateral busy_days(s.busy) d(day)
+where s.id = any(:hold_ids::uuid[])
+order by 1, 2, 3
+on conflict (host_member_id, is_test, day) do update set busy = h.busy;
+
 -- name: release_seats
 -- A hold whose seats reach 0 no longer occupies the host (the constraints skip it).
 update slot_holds set seats = seats - :seats where id = :hold_id;

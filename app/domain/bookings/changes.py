@@ -11,7 +11,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from app import ids
-from app.db import Connection, bind
+from app.db import SQL, Connection, bind
 from app.domain import schedule, slots
 from app.domain.bookings.races import Taken, is_conflict, retrying_deadlocks
 from app.domain.bookings.shape import (
@@ -188,6 +188,8 @@ async def _move(
 ) -> Booking:
     """Release the old seats and cap count, take the new ones, move the row: one transaction."""
     async with conn.transaction():
+        # The host_busy triggers of the two holds run at commit (see lock_busy_days below).
+        await conn.execute(SQL["defer_busy_days"])
         locked: Any = await conn.fetchrow(*bind("lock_booking", {"booking_id": row["id"]}))
         if locked["status"] == "cancelled":  # cancelled while this request was checking
             raise AlreadyCancelled("The booking is cancelled")
@@ -239,6 +241,7 @@ async def _move(
         )
         if hold_id is None:
             raise Taken
+        await conn.execute(*bind("lock_busy_days", {"hold_ids": [row["hold_id"], hold_id]}))
         change = {
             "hold_id": hold_id,
             "host_member_id": host,
