@@ -394,9 +394,10 @@ def offer_busy(
     if group:
         hosts = hosts[:1]
     checks = [(h, busy[h].blocks) for h in hosts]
-    # Listing over hosts without seats: the same test as HostBusy.blocks, inlined (it is the
-    # innermost loop: a candidate often checks every host before one is free).
+    # Listing over hosts without seats: candidates are gathered first, then given their first
+    # free host by _first_free_hosts, host by host, instead of each checking every host.
     plain = [(h, busy[h].starts, busy[h].ends) for h in hosts] if any_host and not group else None
+    pending: list[tuple[int, _DaySlots, int]] = []
 
     # Every local date meeting Q, plus a day of margin each side: dates outside Q only yield
     # candidates outside Q, which the s ∈ Q filter drops before caps are looked at.
@@ -422,16 +423,13 @@ def offer_busy(
                     if cap_counts.get(key, 0) >= cap:
                         capped = True
                         continue
+                if plain is not None:
+                    pending.append((candidate, w, i))
+                    continue
                 end = ends[i]
                 lo, hi = candidate - before, end + after
                 free: tuple[UUID, ...] = ()
-                if plain is not None:
-                    for h, starts_h, ends_h in plain:
-                        k = bisect_left(starts_h, hi) - 1
-                        if k < 0 or ends_h[k] <= lo:
-                            free = (h,)
-                            break
-                elif any_host:
+                if any_host:
                     for h, blocks in checks:
                         if not blocks(lo, hi, candidate, end):
                             free = (h,)
@@ -447,8 +445,66 @@ def offer_busy(
                         continue
                 found.append((candidate, Slot(*w.time(i), free, spots)))
         day += timedelta(days=1)
+    if plain is not None:
+        pending.sort(key=lambda item: item[0])
+        owners = _first_free_hosts(
+            [c - before for c, _, _ in pending], calendar.length + before + after, plain
+        )
+        return Offer(
+            tuple(
+                Slot(*w.time(i), (h,), None)
+                for (_, w, i), h in zip(pending, owners, strict=True)
+                if h is not None
+            ),
+            capped,
+        )
     found.sort(key=lambda item: item[0])
     return Offer(tuple(slot for _, slot in found), capped)
+
+
+_NEVER = -(1 << 62)
+_ALWAYS = 1 << 62
+
+
+def _first_free_hosts(
+    los: list[int], length: int, hosts: Sequence[tuple[UUID, list[int], list[int]]]
+) -> list[UUID | None]:
+    """For padded candidates [lo, lo + length) (los sorted), the first of `hosts` (in order,
+    each with its disjoint sorted busy starts and ends) free for the whole of it, or None.
+
+    Host by host, over the candidates no earlier host took: a candidate is free exactly when
+    it lies within one gap between the host's busy intervals, and the candidates within a gap
+    are one run of the sorted starts. So each host costs its gaps long enough to hold a
+    candidate plus the candidates it takes, not a check per candidate: on a busy calendar most
+    gaps are too short, and the cost does not grow with the bookings made.
+    """
+    owners: list[UUID | None] = [None] * len(los)
+    open_ids = list(range(len(los)))
+    open_los = los
+    for h, starts, ends in hosts:
+        if not open_ids:
+            break
+        kept_ids: list[int] = []
+        kept_los: list[int] = []
+        pos = 0
+        for g0, g1 in zip([_NEVER, *ends], [*starts, _ALWAYS], strict=True):
+            if g1 - g0 < length:
+                continue
+            a = bisect_left(open_los, g0, pos)
+            b = bisect_right(open_los, g1 - length, a)
+            if a == b:
+                continue
+            kept_ids += open_ids[pos:a]
+            kept_los += open_los[pos:a]
+            for k in open_ids[a:b]:
+                owners[k] = h
+            pos = b
+        if pos == 0:
+            continue  # took none: the open candidates stay as they are
+        kept_ids += open_ids[pos:]
+        kept_los += open_los[pos:]
+        open_ids, open_los = kept_ids, kept_los
+    return owners
 
 
 def find_slot(

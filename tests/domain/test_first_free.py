@@ -1,0 +1,60 @@
+"""Listing's host-by-host assignment of candidates (slots._first_free_hosts) against the check it
+replaces: each candidate tested against each host's busy intervals, in host order."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from app.domain.slots import HostBusy, _first_free_hosts
+
+HOSTS = [UUID(int=k + 1) for k in range(5)]
+
+
+def brute_force(los: list[int], length: int, busy: list[HostBusy]) -> list[UUID | None]:
+    owners: list[UUID | None] = []
+    for lo in los:
+        hi = lo + length
+        owners.append(
+            next(
+                (
+                    h
+                    for h, b in zip(HOSTS, busy, strict=False)
+                    if all(e <= lo or s >= hi for s, e in b.intervals())
+                ),
+                None,
+            )
+        )
+    return owners
+
+
+intervals = st.lists(
+    st.tuples(st.integers(0, 400), st.integers(1, 60)).map(lambda t: (t[0], t[0] + t[1])),
+    max_size=25,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    busy=st.lists(intervals, min_size=1, max_size=5),
+    los=st.lists(st.integers(-20, 420), max_size=60, unique=True).map(sorted),
+    length=st.integers(1, 45),
+)
+def test_first_free_hosts_match_a_check_of_every_candidate_against_every_host(
+    busy: list[list[tuple[int, int]]], los: list[int], length: int
+) -> None:
+    merged = [HostBusy.merged(b) for b in busy]
+    hosts = [(h, b.starts, b.ends) for h, b in zip(HOSTS, merged, strict=False)]
+    assert _first_free_hosts(los, length, hosts) == brute_force(los, length, merged)
+
+
+def test_touching_a_busy_interval_is_free_and_a_short_gap_is_not() -> None:
+    a, b = HOSTS[0], HOSTS[1]
+    # a is busy [10, 20) and [25, 40); b is busy [0, 12).
+    hosts = [(a, [10, 25], [20, 40]), (b, [0], [12])]
+    # [0, 10) touches a's first interval; [20, 25) is too short for 10; [12, 22) is b's.
+    assert _first_free_hosts([0, 12, 15, 40], 10, hosts) == [a, b, b, a]
+    assert _first_free_hosts([], 10, hosts) == []
+    assert _first_free_hosts([5], 10, []) == [None]
