@@ -7,8 +7,10 @@ Seeds a database `astrocal_availability` next to DATABASE_URL's (dropped and rec
 organization, 10 hosts, a round-robin event type (30 minutes, every day 09:00-17:00 UTC) and
 a second event type of the same hosts (15 minutes, around the clock), and `--bookings` active
 bookings in the 30 days searched, spread over both (so every host's busy time mixes the two).
-For each booking count, one API worker (uvicorn) is started and measured, the requests
-interleaved so that all cases sample the machine alike:
+Each booking count is kept in its own copy of that database (`astrocal_availability_<count>`)
+with one API worker (uvicorn) of its own, and all of them are measured side by side, the
+requests interleaved so that every case and every booking count samples the machine alike
+(on a shared machine, runs a minute apart differ by more than the growth measured):
 
 - one connection, sequential: p50/p99 of /health and of 1, 7 and 30 days of slots;
 - `--connections` connections, closed loop: requests/s of /health and of the 30-day query.
@@ -224,6 +226,9 @@ class Getter:
             self.streams = None
 
 
+_START = b'"start_time"'
+
+
 def cases(seeded: Seeded) -> dict[str, str]:
     def slots(days: int) -> str:
         last = seeded.first_day + timedelta(days=days - 1)
@@ -236,28 +241,33 @@ def cases(seeded: Seeded) -> dict[str, str]:
 
 
 async def latencies(
-    base_url: str, paths: dict[str, str], *, rounds: int, per_round: int
-) -> dict[str, list[float]]:
-    """Sequential requests on one connection, the cases taking turns in each round."""
-    client = Getter(base_url)
-    seen: dict[str, list[float]] = {name: [] for name in paths}
-    slots: dict[str, int] = {}
+    servers: dict[int, str], paths: dict[str, str], *, rounds: int, per_round: int
+) -> dict[int, dict[str, list[float]]]:
+    """Sequential requests on one connection per server (booking count), the cases and the
+    servers taking turns in each round."""
+    clients = {count: Getter(base_url) for count, base_url in servers.items()}
+    seen: dict[int, dict[str, list[float]]] = {c: {name: [] for name in paths} for c in servers}
     try:
-        for name, path in paths.items():  # warm-up: caches, prepared statements
-            for _ in range(20):
-                status, body = await client.get(path)
-                if status != 200:
-                    raise RuntimeError(f"{name}: {status} {body[:300]!r}")
-            slots[name] = body.count(b'"start_time"')
+        for count, client in clients.items():
+            offered = []
+            for name, path in paths.items():  # warm-up: caches, prepared statements
+                for _ in range(20):
+                    status, body = await client.get(path)
+                    if status != 200:
+                        raise RuntimeError(f"{count} bookings, {name}: {status} {body[:300]!r}")
+                if name != "/health":
+                    offered.append(f"{name} {body.count(_START)}")
+            print(f"{count} bookings, slots offered: " + ", ".join(offered))
         for _ in range(rounds):
             for name, path in paths.items():
-                for _ in range(per_round):
-                    started = time.perf_counter()
-                    await client.get(path)
-                    seen[name].append((time.perf_counter() - started) * 1000)
+                for count, client in clients.items():
+                    for _ in range(per_round):
+                        started = time.perf_counter()
+                        await client.get(path)
+                        seen[count][name].append((time.perf_counter() - started) * 1000)
     finally:
-        await client.aclose()
-    print("slots offered: " + ", ".join(f"{k} {v}" for k, v in slots.items() if k != "/health"))
+        for client in clients.values():
+            await client.aclose()
     return seen
 
 
@@ -303,28 +313,38 @@ def _pct(values: list[float], q: float) -> float:
 
 
 async def measure_http(
-    args: argparse.Namespace, dsn: str, seeded: Seeded, count: int
-) -> dict[str, float]:
+    args: argparse.Namespace, dsns: dict[int, str], seeded: Seeded
+) -> dict[int, dict[str, float]]:
     paths = cases(seeded)
-    with api(dsn) as base_url:
-        seen = await latencies(base_url, paths, rounds=args.rounds, per_round=args.requests)
-        print(f"{count} bookings, one connection, {args.rounds} x {args.requests} requests each:")
-        print(f"  {'case':10s} {'p50 ms':>8s} {'p99 ms':>8s}")
-        for name, values in seen.items():
-            print(f"  {name:10s} {statistics.median(values):8.2f} {_pct(values, 0.99):8.2f}")
-        rates: dict[str, list[float]] = {"/health": [], "30 days": []}
+    with contextlib.ExitStack() as stack:
+        servers = {count: stack.enter_context(api(dsn)) for count, dsn in dsns.items()}
+        seen = await latencies(servers, paths, rounds=args.rounds, per_round=args.requests)
+        rates: dict[int, dict[str, list[float]]] = {
+            count: {"/health": [], "30 days": []} for count in servers
+        }
         for _ in range(args.rounds):
-            for name in rates:
-                rates[name].append(
-                    await throughput(
-                        base_url, paths[name], connections=args.connections, seconds=args.seconds
-                    )
-                )
+            for name in ("/health", "30 days"):
+                for count, base_url in servers.items():
+                    rates[count][name].append(
+                        await throughput(
+                            base_url, paths[name], connections=args.connections,
+                            seconds=args.seconds,
+                        )
+                    )  # fmt: skip
+    for count in servers:
+        print(f"\n== {count} active bookings in the {DAYS} days searched ==")
+        print(f"one connection, {args.rounds} x {args.requests} requests each:")
+        print(f"  {'case':10s} {'p50 ms':>8s} {'p99 ms':>8s}")
+        for name, values in seen[count].items():
+            print(f"  {name:10s} {statistics.median(values):8.2f} {_pct(values, 0.99):8.2f}")
         samples = f"median of {args.rounds} x {args.seconds:g} s"
-        print(f"  {args.connections} connections, one API worker, {samples}:")
-        for name, values in rates.items():
+        print(f"{args.connections} connections, one API worker, {samples}:")
+        for name, values in rates[count].items():
             print(f"  {name:10s} {statistics.median(values):8.0f} req/s")
-    return {name: statistics.median(values) for name, values in seen.items()}
+    return {
+        count: {name: statistics.median(values) for name, values in by_case.items()}
+        for count, by_case in seen.items()
+    }
 
 
 async def measure_in_process(dsn: str, seeded: Seeded, calls: int) -> None:
@@ -359,24 +379,46 @@ async def run(args: argparse.Namespace) -> None:
         seeded = await seed(conn, first_day=datetime.now(UTC).date() + timedelta(days=1))
     finally:
         await conn.close()
-    p50s: dict[int, dict[str, float]] = {}
-    for count in args.bookings:
+    copies: dict[int, str] = {}
+    for count in sorted(args.bookings):  # one growing calendar, copied at each count
         conn = await asyncpg.connect(dsn)
         try:
             have = await add_bookings(conn, seeded, count)
         finally:
             await conn.close()
-        print(f"\n== {have} active bookings in the {DAYS} days searched ==", flush=True)
-        if args.in_process:
-            await measure_in_process(dsn, seeded, args.in_process)
-        else:
-            p50s[count] = await measure_http(args, dsn, seeded, count)
-    if len(p50s) > 1:
-        low, high = min(p50s), max(p50s)
-        print(f"\np50 growth from {low} to {high} bookings:")
-        for name in p50s[low]:
-            print(f"  {name:10s} x{p50s[high][name] / p50s[low][name]:.2f}")
-    print(f"\n{with_database(args.database_url, DATABASE)} kept for inspection")
+        copies[have] = await copy_database(args.database_url, DATABASE, f"{DATABASE}_{have}")
+        print(f"seeded {have} active bookings in the {DAYS} days searched", flush=True)
+    if args.in_process:
+        for have, copy in copies.items():
+            print(f"\n== {have} active bookings ==")
+            await measure_in_process(copy, seeded, args.in_process)
+    else:
+        p50s = await measure_http(args, copies, seeded)
+        if len(p50s) > 1:
+            low, high = min(p50s), max(p50s)
+            print(f"\np50 growth from {low} to {high} bookings (measured side by side):")
+            for name in p50s[low]:
+                print(f"  {name:10s} x{p50s[high][name] / p50s[low][name]:.2f}")
+    kept = ", ".join(with_database(args.database_url, f"{DATABASE}_{c}") for c in copies)
+    print(f"\n{kept} kept for inspection")
+
+
+async def copy_database(admin_dsn: str, template: str, name: str) -> str:
+    """A copy of database `template` (no session may be open on it), vacuumed and analyzed:
+    a copy starts without the statistics the planner reads."""
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'drop database if exists "{name}" with (force)')
+        await conn.execute(f'create database "{name}" template "{template}"')
+    finally:
+        await conn.close()
+    dsn = with_database(admin_dsn, name)
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("vacuum analyze")
+    finally:
+        await conn.close()
+    return dsn
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -386,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         "--bookings",
         type=lambda text: [int(v) for v in text.split(",")],
         default=[2000, 20000],
-        help="booking counts, measured in turn on one growing calendar (default 2000,20000)",
+        help="booking counts, each a copy of one growing calendar (default 2000,20000)",
     )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=100, help="per case and round")

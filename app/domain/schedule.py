@@ -245,8 +245,8 @@ async def load_busy(
     caps_span: tuple[datetime, datetime],
 ) -> Busy:
     """The event type (visible to the caller, active) and its hosts' busy time within `spans`
-    (sorted, disjoint), read as in `load` but merged by PostgreSQL and in native columns; cap
-    counts around `caps_span`."""
+    (sorted, disjoint, not touching), read as in `load` but from the hosts' busy days kept by
+    PostgreSQL, in native columns, and cut to the spans here; cap counts around `caps_span`."""
     org = principal.organization_id if principal else None
     mode = principal.is_test if principal else None
     rows = await conn.fetch(
@@ -274,6 +274,7 @@ async def load_busy(
     hosts: list[UUID] = []
     busy: dict[UUID, slots.HostBusy] = {}
     seats: dict[tuple[int, int], int] = {}
+    spans_us = [(slots.epoch_us(lo), slots.epoch_us(hi)) for lo, hi in spans]
     for row in rows:
         host = row["member_id"]
         if host is None:
@@ -295,7 +296,9 @@ async def load_busy(
                 ):
                     seats[start, end] = seats.get((start, end), 0) + n
         hosts.append(host)
-        busy[host] = slots.HostBusy(row["starts"] or [], row["ends"] or [], soft)
+        busy[host] = slots.HostBusy.of_days(
+            row["starts"] or [], row["ends"] or [], row["day_sizes"] or (), spans_us, soft
+        )
     periods = first["cap_periods"]
     return Busy(
         definition=found,

@@ -177,6 +177,41 @@ class HostBusy:
                 ends.append(b)
         return cls(starts, ends, soft)
 
+    @classmethod
+    def of_days(
+        cls,
+        starts: list[int],
+        ends: list[int],
+        sizes: Sequence[int],
+        spans: Sequence[tuple[int, int]],
+        soft: Sequence[tuple[int, int, int, int]] = (),
+    ) -> HostBusy:
+        """From day by day busy time (each day's intervals disjoint, sorted, within the day; the
+        days in order, `sizes` intervals each), cut to `spans` (sorted, disjoint, not touching):
+        intervals meeting at midnight joined, only what meets a span kept, and cut to it."""
+        seams: set[int] = set()
+        at = 0
+        for size in sizes[:-1]:
+            at += size
+            if 0 < at < len(starts) and ends[at - 1] == starts[at]:
+                seams.add(at)
+        if seams:
+            starts, ends = list(starts), list(ends)
+            for at in sorted(seams, reverse=True):
+                ends[at - 1] = ends[at]
+                del starts[at], ends[at]
+        cut_starts: list[int] = []
+        cut_ends: list[int] = []
+        for lo, hi in spans:
+            first, last = bisect_right(ends, lo), bisect_left(starts, hi)
+            if first < last:
+                at = len(cut_starts)
+                cut_starts += starts[first:last]
+                cut_ends += ends[first:last]
+                cut_starts[at] = max(cut_starts[at], lo)
+                cut_ends[-1] = min(cut_ends[-1], hi)
+        return cls(cut_starts, cut_ends, soft)
+
     def intervals(self) -> list[tuple[int, int]]:
         return list(zip(self.starts, self.ends, strict=True))
 

@@ -7,11 +7,27 @@
 -- commit: adding a hold adds its range, releasing one subtracts it, which is exact because a
 -- host's active holds never overlap (slot_holds_no_overlap). A day no hold ever touched has no
 -- row; one whose holds were all released keeps an empty multirange.
+--
+-- starts/ends are the same intervals on the engine's clock (epoch_us), derived by PostgreSQL
+-- at each write: reading them costs a copy, where taking the multirange apart costs a function
+-- call per interval, which at 20,000 bookings was most of a month's search.
+create function busy_bounds_us(busy tstzmultirange, uppers boolean) returns bigint[]
+language plpgsql immutable parallel safe as $$
+begin
+    -- immutable: an instant's epoch does not depend on the session's time zone.
+    if uppers then
+        return array(select epoch_us(upper(r)) from unnest(busy) r);
+    end if;
+    return array(select epoch_us(lower(r)) from unnest(busy) r);
+end $$;
+
 create table host_busy (
     host_member_id uuid not null,
     is_test boolean not null,
     day date not null,
     busy tstzmultirange not null,
+    starts bigint[] not null generated always as (busy_bounds_us(busy, false)) stored,
+    ends bigint[] not null generated always as (busy_bounds_us(busy, true)) stored,
     primary key (host_member_id, is_test, day)
 );
 
@@ -93,14 +109,18 @@ from slot_holds s cross join lateral busy_days(s.busy) d(day)
 where s.seats > 0
 group by 1, 2, 3;
 
+-- Arrays concatenated in the aggregate's order.
+create aggregate busy_cat(bigint[]) (sfunc = array_cat, stype = bigint[]);
+
 -- What listing slots reads (schedule.sql's busy_time calls it): one row per host to evaluate
 -- (all of them for round robin, else the primary one; no host: one row with a null member_id),
 -- with the event type's revision (no row = not found for this caller; organization and mode
--- null: public). Per host, its busy time within the spans (span_starts[i] to span_ends[i],
--- sorted, disjoint: where candidate slots and their buffers lie), in the event type's mode,
--- merged, starts/ends on the engine's clock (epoch_us): the host's day rows of host_busy cut
--- to the spans. A group event type's own slots are seats, not busy time: seat_* lists them
--- apart and they are taken out of the busy time (exact: a host's holds never overlap). Cap
+-- null: public). Per host, its busy time on the UTC days the spans meet (span_starts[i] to
+-- span_ends[i], sorted, disjoint: where candidate slots and their buffers lie), in the event
+-- type's mode: the day rows of host_busy as stored, starts/ends concatenated in day order,
+-- with day_sizes the intervals of each day. A group event type's own slots are seats, not busy
+-- time: seat_* lists them apart and they are taken out of the busy time (exact: a host's holds
+-- never overlap). Cap
 -- counts from caps_from to caps_to, as in schedule_state. No round-robin statistics: they only
 -- choose a host, which listing does not.
 --
@@ -112,7 +132,7 @@ create function busy_time(
     span_ends timestamptz[], caps_from timestamptz, caps_to timestamptz
 ) returns table (
     revision bigint, active boolean, member_id uuid, starts bigint[], ends bigint[],
-    seat_starts bigint[], seat_ends bigint[], seat_busy_starts bigint[], seat_busy_ends bigint[],
+    day_sizes integer[], seat_starts bigint[], seat_ends bigint[], seat_busy_starts bigint[], seat_busy_ends bigint[],
     seat_seats integer[], cap_periods date[], cap_bookings integer[]
 )
 language plpgsql stable
@@ -142,7 +162,7 @@ begin
         select range_agg(tstzrange(w.lo, w.hi)) as spans, min(w.lo) as lo, max(w.hi) as hi
         from unnest(span_starts, span_ends) w(lo, hi)
     )
-    select et.revision, et.active, h.member_id, hard.starts, hard.ends, seat.starts,
+    select et.revision, et.active, h.member_id, hard.starts, hard.ends, hard.sizes, seat.starts,
         seat.ends, seat.busy_starts, seat.busy_ends, seat.seats, caps.periods, caps.bookings
     from et
     cross join caps
@@ -164,13 +184,21 @@ begin
           and s.busy && tstzrange(sp.lo, sp.hi)
     ) seat on true
     left join lateral (
-        select array_agg(epoch_us(lower(r))) as starts, array_agg(epoch_us(upper(r))) as ends
-        from unnest((
-            select range_agg(d.busy * sp.spans) from host_busy d
+        -- The host's day rows as they are stored, in day order; the caller cuts them to the
+        -- spans and joins intervals that meet at midnight (schedule.load_busy).
+        select busy_cat(d.starts order by d.day) as starts, busy_cat(d.ends order by d.day) as ends,
+            array_agg(cardinality(d.starts) order by d.day) as sizes
+        from (
+            select d.day,
+                case when seat.own is null then d.starts
+                     else busy_bounds_us(d.busy - seat.own, false) end as starts,
+                case when seat.own is null then d.ends
+                     else busy_bounds_us(d.busy - seat.own, true) end as ends
+            from host_busy d
             where d.host_member_id = h.member_id and d.is_test = et.is_test
               and d.day >= (sp.lo at time zone 'UTC')::date
               and d.day <= ((sp.hi - interval '1 microsecond') at time zone 'UTC')::date
-        ) - coalesce(seat.own, '{}')) r
+        ) d
     ) hard on true;
 end $$;
 

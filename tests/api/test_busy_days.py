@@ -87,8 +87,8 @@ async def _insert(conn: Any, org: uuid.UUID, host: uuid.UUID, evt: uuid.UUID, s:
                 end,
                 asyncpg.Range(start, end),
             )
-    except asyncpg.ExclusionViolationError:
-        return None
+    except (asyncpg.ExclusionViolationError, asyncpg.UniqueViolationError):
+        return None  # the host's time is taken (or that very slot, in the other mode)
 
 
 async def _apply(

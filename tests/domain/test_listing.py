@@ -1,5 +1,7 @@
-"""Listing's host-by-host assignment of candidates (slots._first_free_hosts) against the check it
-replaces: each candidate tested against each host's busy intervals, in host order."""
+"""Listing's pieces of the slot engine against what they replace: candidates given their first
+free host host by host (slots._first_free_hosts) against each candidate tested against each
+host in order, and busy days joined and cut to the spans (HostBusy.of_days) against merging
+and cutting all of it at once."""
 
 from __future__ import annotations
 
@@ -58,3 +60,40 @@ def test_touching_a_busy_interval_is_free_and_a_short_gap_is_not() -> None:
     assert _first_free_hosts([0, 12, 15, 40], 10, hosts) == [a, b, b, a]
     assert _first_free_hosts([], 10, hosts) == []
     assert _first_free_hosts([5], 10, []) == [None]
+
+
+DAY = 100
+
+
+@st.composite
+def busy_days(draw: st.DrawFn) -> tuple[list[int], list[int], list[int]]:
+    """Busy time of a few consecutive days of DAY units, each day's intervals disjoint, sorted,
+    within the day (so intervals meet across midnight only where both days reach it)."""
+    starts: list[int] = []
+    ends: list[int] = []
+    sizes: list[int] = []
+    for day in range(draw(st.integers(0, 4))):
+        edges = sorted(draw(st.sets(st.integers(0, DAY), max_size=8)))
+        pairs = [
+            (day * DAY + a, day * DAY + b) for a, b in zip(edges[::2], edges[1::2], strict=False)
+        ]
+        starts += [a for a, _ in pairs]
+        ends += [b for _, b in pairs]
+        sizes.append(len(pairs))
+    return starts, ends, sizes
+
+
+@settings(max_examples=400, deadline=None)
+@given(days=busy_days(), cuts=st.lists(st.integers(-10, 4 * DAY + 10), max_size=8, unique=True))
+def test_busy_days_are_joined_at_midnight_and_cut_to_the_spans(
+    days: tuple[list[int], list[int], list[int]], cuts: list[int]
+) -> None:
+    starts, ends, sizes = days
+    edges = sorted(cuts)
+    spans = [(a, b) for a, b in zip(edges[::2], edges[1::2], strict=False) if a < b]
+    spans = [s for k, s in enumerate(spans) if k == 0 or spans[k - 1][1] < s[0]]
+    got = HostBusy.of_days(starts, ends, sizes, spans)
+    whole = HostBusy.merged(zip(starts, ends, strict=True)).intervals()
+    expected = [(max(a, lo), min(b, hi)) for lo, hi in spans for a, b in whole if a < hi and b > lo]
+    assert got.intervals() == expected
+    assert (starts, ends) == days[:2]  # the rows read are left as they were
