@@ -8,17 +8,18 @@
 -- host's active holds never overlap (slot_holds_no_overlap). A day no hold ever touched has no
 -- row; one whose holds were all released keeps an empty multirange.
 --
--- starts/ends are the same intervals on the engine's clock (epoch_us), derived by PostgreSQL
--- at each write: reading them costs a copy, where taking the multirange apart costs a function
--- call per interval, which at 20,000 bookings was most of a month's search.
-create function busy_bounds_us(busy tstzmultirange, uppers boolean) returns bigint[]
+-- bounds is the same intervals on the engine's clock (epoch_us), start and end of each in turn,
+-- derived by PostgreSQL at each write: reading them costs a copy, where taking the multirange
+-- apart costs a function call per interval, which at 20,000 bookings was most of a month's
+-- search. One array rather than two: each costs a call at every write.
+create function busy_bounds_us(busy tstzmultirange) returns bigint[]
 language plpgsql immutable parallel safe as $$
 begin
     -- immutable: an instant's epoch does not depend on the session's time zone.
-    if uppers then
-        return array(select epoch_us(upper(r)) from unnest(busy) r);
-    end if;
-    return array(select epoch_us(lower(r)) from unnest(busy) r);
+    return array(
+        select b from unnest(busy) with ordinality u(r, n),
+            lateral (values (1, epoch_us(lower(r))), (2, epoch_us(upper(r)))) v(k, b)
+        order by n, k);
 end $$;
 
 create table host_busy (
@@ -26,8 +27,7 @@ create table host_busy (
     is_test boolean not null,
     day date not null,
     busy tstzmultirange not null,
-    starts bigint[] not null generated always as (busy_bounds_us(busy, false)) stored,
-    ends bigint[] not null generated always as (busy_bounds_us(busy, true)) stored,
+    bounds bigint[] not null generated always as (busy_bounds_us(busy)) stored,
     primary key (host_member_id, is_test, day)
 );
 
@@ -117,7 +117,7 @@ create aggregate busy_cat(bigint[]) (sfunc = array_cat, stype = bigint[]);
 -- with the event type's revision (no row = not found for this caller; organization and mode
 -- null: public). Per host, its busy time on the UTC days the spans meet (span_starts[i] to
 -- span_ends[i], sorted, disjoint: where candidate slots and their buffers lie), in the event
--- type's mode: the day rows of host_busy as stored, starts/ends concatenated in day order,
+-- type's mode: the day rows of host_busy as stored, their bounds concatenated in day order,
 -- with day_sizes the intervals of each day. A group event type's own slots are seats, not busy
 -- time: seat_* lists them apart and they are taken out of the busy time (exact: a host's holds
 -- never overlap). Cap
@@ -131,8 +131,8 @@ create function busy_time(
     event_type uuid, organization uuid, mode boolean, span_starts timestamptz[],
     span_ends timestamptz[], caps_from timestamptz, caps_to timestamptz
 ) returns table (
-    revision bigint, active boolean, member_id uuid, starts bigint[], ends bigint[],
-    day_sizes integer[], seat_starts bigint[], seat_ends bigint[], seat_busy_starts bigint[], seat_busy_ends bigint[],
+    revision bigint, active boolean, member_id uuid, bounds bigint[], day_sizes integer[],
+    seat_starts bigint[], seat_ends bigint[], seat_busy_starts bigint[], seat_busy_ends bigint[],
     seat_seats integer[], cap_periods date[], cap_bookings integer[]
 )
 language plpgsql stable
@@ -162,7 +162,7 @@ begin
         select range_agg(tstzrange(w.lo, w.hi)) as spans, min(w.lo) as lo, max(w.hi) as hi
         from unnest(span_starts, span_ends) w(lo, hi)
     )
-    select et.revision, et.active, h.member_id, hard.starts, hard.ends, hard.sizes, seat.starts,
+    select et.revision, et.active, h.member_id, hard.bounds, hard.sizes, seat.starts,
         seat.ends, seat.busy_starts, seat.busy_ends, seat.seats, caps.periods, caps.bookings
     from et
     cross join caps
@@ -186,14 +186,12 @@ begin
     left join lateral (
         -- The host's day rows as they are stored, in day order; the caller cuts them to the
         -- spans and joins intervals that meet at midnight (schedule.load_busy).
-        select busy_cat(d.starts order by d.day) as starts, busy_cat(d.ends order by d.day) as ends,
-            array_agg(cardinality(d.starts) order by d.day) as sizes
+        select busy_cat(d.bounds order by d.day) as bounds,
+            array_agg(cardinality(d.bounds) / 2 order by d.day) as sizes
         from (
             select d.day,
-                case when seat.own is null then d.starts
-                     else busy_bounds_us(d.busy - seat.own, false) end as starts,
-                case when seat.own is null then d.ends
-                     else busy_bounds_us(d.busy - seat.own, true) end as ends
+                case when seat.own is null then d.bounds
+                     else busy_bounds_us(d.busy - seat.own) end as bounds
             from host_busy d
             where d.host_member_id = h.member_id and d.is_test = et.is_test
               and d.day >= (sp.lo at time zone 'UTC')::date
