@@ -16,10 +16,9 @@ create function busy_bounds_us(busy tstzmultirange) returns bigint[]
 language plpgsql immutable parallel safe as $$
 begin
     -- immutable: an instant's epoch does not depend on the session's time zone.
+    -- unnest yields a multirange's ranges in order, and each pair in the order written.
     return array(
-        select b from unnest(busy) with ordinality u(r, n),
-            lateral (values (1, epoch_us(lower(r))), (2, epoch_us(upper(r)))) v(k, b)
-        order by n, k);
+        select unnest(array[epoch_us(lower(r)), epoch_us(upper(r))]) from unnest(busy) r);
 end $$;
 
 create table host_busy (
