@@ -297,9 +297,7 @@ async def load_busy(
                     seats[start, end] = seats.get((start, end), 0) + n
         hosts.append(host)
         bounds = row["bounds"] or []
-        busy[host] = slots.HostBusy.of_days(
-            bounds[0::2], bounds[1::2], row["day_sizes"] or (), spans_us, soft
-        )
+        busy[host] = slots.HostBusy.of_days(bounds[0::2], bounds[1::2], spans_us, soft)
     periods = first["cap_periods"]
     return Busy(
         definition=found,

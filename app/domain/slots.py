@@ -182,22 +182,25 @@ class HostBusy:
         cls,
         starts: list[int],
         ends: list[int],
-        sizes: Sequence[int],
         spans: Sequence[tuple[int, int]],
         soft: Sequence[tuple[int, int, int, int]] = (),
+        *,
+        day: int = _DAY_US,
     ) -> HostBusy:
-        """From day by day busy time (each day's intervals disjoint, sorted, within the day; the
-        days in order, `sizes` intervals each), cut to `spans` (sorted, disjoint, not touching):
-        intervals meeting at midnight joined, only what meets a span kept, and cut to it."""
-        seams: set[int] = set()
-        at = 0
-        for size in sizes[:-1]:
-            at += size
-            if 0 < at < len(starts) and ends[at - 1] == starts[at]:
-                seams.add(at)
+        """From busy time kept day by day (each day's intervals disjoint, sorted, within
+        [k * day, (k + 1) * day): UTC days on the engine's clock; the days in order), cut to
+        `spans` (sorted, disjoint, not touching): intervals meeting at a midnight joined, only
+        what meets a span kept, and cut to it."""
+        seams: list[int] = []
+        if starts:
+            # Only at a midnight can one interval end where the next one starts.
+            for midnight in range(-(-starts[0] // day) * day, ends[-1], day):
+                at = bisect_left(starts, midnight)
+                if 0 < at < len(starts) and starts[at] == midnight == ends[at - 1]:
+                    seams.append(at)
         if seams:
             starts, ends = list(starts), list(ends)
-            for at in sorted(seams, reverse=True):
+            for at in reversed(seams):
                 ends[at - 1] = ends[at]
                 del starts[at], ends[at]
         cut_starts: list[int] = []

@@ -116,8 +116,7 @@ create aggregate busy_cat(bigint[]) (sfunc = array_cat, stype = bigint[]);
 -- with the event type's revision (no row = not found for this caller; organization and mode
 -- null: public). Per host, its busy time on the UTC days the spans meet (span_starts[i] to
 -- span_ends[i], sorted, disjoint: where candidate slots and their buffers lie), in the event
--- type's mode: the day rows of host_busy as stored, their bounds concatenated in day order,
--- with day_sizes the intervals of each day. A group event type's own slots are seats, not busy
+-- type's mode: the day rows of host_busy as stored, their bounds concatenated in day order. A group event type's own slots are seats, not busy
 -- time: seat_* lists them apart and they are taken out of the busy time (exact: a host's holds
 -- never overlap). Cap
 -- counts from caps_from to caps_to, as in schedule_state. No round-robin statistics: they only
@@ -130,8 +129,7 @@ create function busy_time(
     event_type uuid, organization uuid, mode boolean, span_starts timestamptz[],
     span_ends timestamptz[], caps_from timestamptz, caps_to timestamptz
 ) returns table (
-    revision bigint, active boolean, member_id uuid, bounds bigint[], day_sizes integer[],
-    seat_starts bigint[], seat_ends bigint[], seat_busy_starts bigint[], seat_busy_ends bigint[],
+    revision bigint, active boolean, member_id uuid, bounds bigint[], seat_starts bigint[], seat_ends bigint[], seat_busy_starts bigint[], seat_busy_ends bigint[],
     seat_seats integer[], cap_periods date[], cap_bookings integer[]
 )
 language plpgsql stable
@@ -161,7 +159,7 @@ begin
         select range_agg(tstzrange(w.lo, w.hi)) as spans, min(w.lo) as lo, max(w.hi) as hi
         from unnest(span_starts, span_ends) w(lo, hi)
     )
-    select et.revision, et.active, h.member_id, hard.bounds, hard.sizes, seat.starts,
+    select et.revision, et.active, h.member_id, hard.bounds, seat.starts,
         seat.ends, seat.busy_starts, seat.busy_ends, seat.seats, caps.periods, caps.bookings
     from et
     cross join caps
@@ -185,8 +183,7 @@ begin
     left join lateral (
         -- The host's day rows as they are stored, in day order; the caller cuts them to the
         -- spans and joins intervals that meet at midnight (schedule.load_busy).
-        select busy_cat(d.bounds order by d.day) as bounds,
-            array_agg(cardinality(d.bounds) / 2 order by d.day) as sizes
+        select busy_cat(d.bounds order by d.day) as bounds
         from (
             select d.day,
                 case when seat.own is null then d.bounds

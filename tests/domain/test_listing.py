@@ -66,34 +66,53 @@ DAY = 100
 
 
 @st.composite
-def busy_days(draw: st.DrawFn) -> tuple[list[int], list[int], list[int]]:
+def busy_days(draw: st.DrawFn) -> tuple[list[int], list[int]]:
     """Busy time of a few consecutive days of DAY units, each day's intervals disjoint, sorted,
     within the day (so intervals meet across midnight only where both days reach it)."""
     starts: list[int] = []
     ends: list[int] = []
-    sizes: list[int] = []
-    for day in range(draw(st.integers(0, 4))):
-        edges = sorted(draw(st.sets(st.integers(0, DAY), max_size=8)))
+    for day in range(draw(st.integers(-2, 2)), draw(st.integers(-2, 3))):
+        edges = draw(st.sets(st.integers(1, DAY - 1), max_size=8))
+        # Often reaching midnight at either end, where the next or the previous day may join.
+        edges |= {0} if draw(st.booleans()) else set()
+        edges |= {DAY} if draw(st.booleans()) else set()
+        edges = sorted(edges)
         pairs = [
             (day * DAY + a, day * DAY + b) for a, b in zip(edges[::2], edges[1::2], strict=False)
         ]
         starts += [a for a, _ in pairs]
         ends += [b for _, b in pairs]
-        sizes.append(len(pairs))
-    return starts, ends, sizes
+    return starts, ends
 
 
 @settings(max_examples=400, deadline=None)
-@given(days=busy_days(), cuts=st.lists(st.integers(-10, 4 * DAY + 10), max_size=8, unique=True))
+@given(
+    days=busy_days(),
+    cuts=st.lists(st.integers(-2 * DAY - 10, 3 * DAY + 10), max_size=8, unique=True),
+)
 def test_busy_days_are_joined_at_midnight_and_cut_to_the_spans(
-    days: tuple[list[int], list[int], list[int]], cuts: list[int]
+    days: tuple[list[int], list[int]], cuts: list[int]
 ) -> None:
-    starts, ends, sizes = days
+    starts, ends = days
     edges = sorted(cuts)
     spans = [(a, b) for a, b in zip(edges[::2], edges[1::2], strict=False) if a < b]
     spans = [s for k, s in enumerate(spans) if k == 0 or spans[k - 1][1] < s[0]]
-    got = HostBusy.of_days(starts, ends, sizes, spans)
+    got = HostBusy.of_days(starts, ends, spans, day=DAY)
     whole = HostBusy.merged(zip(starts, ends, strict=True)).intervals()
     expected = [(max(a, lo), min(b, hi)) for lo, hi in spans for a, b in whole if a < hi and b > lo]
     assert got.intervals() == expected
-    assert (starts, ends) == days[:2]  # the rows read are left as they were
+    assert (starts, ends) == days  # the rows read are left as they were
+
+
+def test_busy_days_meeting_at_midnights_are_one_interval() -> None:
+    # Three days: [50, 100) | [100, 200) | [200, 250), then a day ending short of midnight.
+    starts, ends = [50, 100, 200, 310], [100, 200, 250, 390]
+    assert HostBusy.of_days(starts, ends, [(0, 400)], day=100).intervals() == [
+        (50, 250),
+        (310, 390),
+    ]
+    assert HostBusy.of_days(starts, ends, [(0, 99), (101, 320)], day=100).intervals() == [
+        (50, 99),
+        (101, 250),
+        (310, 320),
+    ]
