@@ -116,9 +116,10 @@ create aggregate busy_cat(bigint[]) (sfunc = array_cat, stype = bigint[]);
 -- with the event type's revision (no row = not found for this caller; organization and mode
 -- null: public). Per host, its busy time on the UTC days the spans meet (span_starts[i] to
 -- span_ends[i], sorted, disjoint: where candidate slots and their buffers lie), in the event
--- type's mode: the day rows of host_busy as stored, their bounds concatenated in day order. A group event type's own slots are seats, not busy
--- time: seat_* lists them apart and they are taken out of the busy time (exact: a host's holds
--- never overlap). Cap
+-- type's mode: of each of its day rows in host_busy, the intervals meeting the part of the
+-- spans within that day (the caller cuts them to the spans exactly), their bounds concatenated
+-- in day order. A group event type's own slots are seats, not busy time: seat_* lists them
+-- apart and they are taken out of the busy time (exact: a host's holds never overlap). Cap
 -- counts from caps_from to caps_to, as in schedule_state. No round-robin statistics: they only
 -- choose a host, which listing does not.
 --
@@ -129,8 +130,9 @@ create function busy_time(
     event_type uuid, organization uuid, mode boolean, span_starts timestamptz[],
     span_ends timestamptz[], caps_from timestamptz, caps_to timestamptz
 ) returns table (
-    revision bigint, active boolean, member_id uuid, bounds bigint[], seat_starts bigint[], seat_ends bigint[], seat_busy_starts bigint[], seat_busy_ends bigint[],
-    seat_seats integer[], cap_periods date[], cap_bookings integer[]
+    revision bigint, active boolean, member_id uuid, bounds bigint[], seat_starts bigint[],
+    seat_ends bigint[], seat_busy_starts bigint[], seat_busy_ends bigint[], seat_seats integer[],
+    cap_periods date[], cap_bookings integer[]
 )
 language plpgsql stable
 set plan_cache_mode = force_generic_plan
@@ -156,8 +158,26 @@ begin
             group by 1
         ) c
     ), sp as (
-        select range_agg(tstzrange(w.lo, w.hi)) as spans, min(w.lo) as lo, max(w.hi) as hi
-        from unnest(span_starts, span_ends) w(lo, hi)
+        select w.lo, w.hi, (w.lo at time zone 'UTC')::date as first_day, x.day_lo, x.day_hi
+        from (select min(w.lo) as lo, max(w.hi) as hi, array_agg(epoch_us(w.lo)) as lo_us,
+                array_agg(epoch_us(w.hi)) as hi_us
+              from unnest(span_starts, span_ends) w(lo, hi)) w
+        cross join lateral (
+            -- Per UTC day from the first span's, the part of the spans within it: [day_lo,
+            -- day_hi), empty where no span meets the day.
+            select array_agg(greatest(w.lo_us[n.i], n.day_us) order by n.day_us) as day_lo,
+                array_agg(
+                    case when n.i <= n.j then least(w.hi_us[n.j], n.day_us + 86400000000)
+                         else greatest(w.lo_us[n.i], n.day_us) end
+                    order by n.day_us) as day_hi
+            from (
+                select g.day_us, width_bucket(g.day_us, w.hi_us) + 1 as i,
+                    width_bucket(g.day_us + 86399999999, w.lo_us) as j
+                from generate_series(
+                    ((w.lo at time zone 'UTC')::date - date '1970-01-01') * 86400000000::bigint,
+                    epoch_us(w.hi) - 1, 86400000000) g(day_us)
+            ) n
+        ) x
     )
     select et.revision, et.active, h.member_id, hard.bounds, seat.starts,
         seat.ends, seat.busy_starts, seat.busy_ends, seat.seats, caps.periods, caps.bookings
@@ -183,16 +203,25 @@ begin
     left join lateral (
         -- The host's day rows as they are stored, in day order; the caller cuts them to the
         -- spans and joins intervals that meet at midnight (schedule.load_busy).
-        select busy_cat(d.bounds order by d.day) as bounds
+        -- Of each day, only the intervals meeting the day's part of the spans, [lo, hi): the
+        -- arrays alternate starts and ends, strictly increasing, so two bisections
+        -- (width_bucket) find them.
+        select busy_cat(c.b[c.k - c.k % 2 + 1 : c.k2 + c.k2 % 2] order by c.day) as bounds
         from (
-            select d.day,
-                case when seat.own is null then d.bounds
-                     else busy_bounds_us(d.busy - seat.own) end as bounds
-            from host_busy d
-            where d.host_member_id = h.member_id and d.is_test = et.is_test
-              and d.day >= (sp.lo at time zone 'UTC')::date
-              and d.day <= ((sp.hi - interval '1 microsecond') at time zone 'UTC')::date
-        ) d
+            select d.day, d.b, width_bucket(sp.day_lo[d.n], d.b) as k,
+                width_bucket(sp.day_hi[d.n] - 1, d.b) as k2
+            from (
+                select d.day, d.day - sp.first_day + 1 as n,
+                    case when seat.own is null then d.bounds
+                         else busy_bounds_us(d.busy - seat.own) end as b
+                from host_busy d
+                where d.host_member_id = h.member_id and d.is_test = et.is_test
+                  and d.day >= (sp.lo at time zone 'UTC')::date
+                  and d.day <= ((sp.hi - interval '1 microsecond') at time zone 'UTC')::date
+                  and cardinality(d.bounds) > 0
+            ) d
+            where sp.day_lo[d.n] < sp.day_hi[d.n] and cardinality(d.b) > 0
+        ) c
     ) hard on true;
 end $$;
 
