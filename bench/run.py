@@ -410,19 +410,7 @@ class ApiServer:
             return ""
 
     def stop(self) -> None:
-        """SIGTERM to the session's process group, SIGKILL if it lingers. Idempotent."""
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                pass
-        # Workers may outlive a killed supervisor: the group goes too.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=5)
+        bench_worker.stop_session(self.process)
 
 
 def _free_port() -> int:
