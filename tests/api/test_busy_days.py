@@ -18,6 +18,7 @@ from hypothesis import settings as examples
 from hypothesis import strategies as st
 
 from app.db import MIGRATIONS_DIR, SQL, Pool, bind, load_queries
+from tests.api.test_availability_busy import _setup
 
 CHECKS = load_queries(Path(__file__).resolve().parents[2] / "bench", "checks.sql")
 MISMATCHES = CHECKS["busy_days_mismatches"].text
@@ -48,25 +49,9 @@ steps_drawn = st.lists(
 
 
 async def _org(conn: Any) -> tuple[uuid.UUID, list[uuid.UUID], uuid.UUID]:
-    org = uuid.uuid4()
-    await conn.execute("insert into organizations (id, name) values ($1, 'busy days')", org)
-    hosts = [uuid.uuid4() for _ in range(2)]
-    for k, host in enumerate(hosts):
-        await conn.execute(
-            "insert into members (id, organization_id, email, role) values ($1, $2, $3, $4)",
-            host,
-            org,
-            f"h{k}@example.com",
-            "owner" if k == 0 else "member",
-        )
-    evt = uuid.uuid4()
-    await conn.execute(
-        "insert into event_types (id, organization_id, is_test, title, slug, duration_minutes,"
-        " max_attendees) values ($1, $2, false, 'e', 'e', 30, 3)",
-        evt,
-        org,
-    )
-    return org, hosts, evt
+    """An organization with two hosts of a group event type (their holds take seats)."""
+    org, members, own, _ = await _setup(conn, group=True, round_robin=False, before=0, after=0)
+    return org, members[:2], own
 
 
 async def _insert(conn: Any, org: uuid.UUID, host: uuid.UUID, evt: uuid.UUID, s: Step) -> Any:
