@@ -512,9 +512,9 @@ def _first_free_hosts(
 
     Host by host, over the candidates no earlier host took: a candidate is free exactly when
     it lies within one gap between the host's busy intervals, and the candidates within a gap
-    are one run of the sorted starts. So each host costs its gaps long enough to hold a
-    candidate plus the candidates it takes, not a check per candidate: on a busy calendar most
-    gaps are too short, and the cost does not grow with the bookings made.
+    are one run of the sorted starts. So a host costs one pass over its gaps (two bisections
+    for each gap long enough to hold a candidate) plus the candidates it takes, instead of a
+    check per open candidate: on a busy calendar most gaps are too short to look into.
     """
     owners: list[UUID | None] = [None] * len(los)
     open_ids = list(range(len(los)))
